@@ -1,0 +1,164 @@
+"""One-pass hashing: hash while copying, hash while reading, hash many files in parallel.
+
+Every input byte is read once. ``hashlib`` releases the GIL for large buffers,
+and so do file writes, so a writer thread lets the SHA-256 of one chunk run
+while the previous chunk is being written: the hash hides behind the write.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import queue
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+CHUNK = 4 * 1024 * 1024
+"""Read size: large enough that hashlib drops the GIL and syscalls are few."""
+
+Progress = Callable[[int], None]
+"""Called with the number of bytes just processed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Digest:
+    """Size and sha256 of a byte stream."""
+
+    size: int
+    sha256: str
+
+
+def hash_file(path: str | os.PathLike[str], *, progress: Progress | None = None) -> Digest:
+    """Hash a file in one pass.
+
+    Raises:
+        OSError: the file cannot be read.
+    """
+    h = hashlib.sha256()
+    size = 0
+    buf = bytearray(CHUNK)
+    view = memoryview(buf)
+    with open(path, "rb", buffering=0) as f:
+        while True:
+            n = f.readinto(view)
+            if not n:
+                break
+            h.update(view[:n])
+            size += n
+            if progress:
+                progress(n)
+    return Digest(size, h.hexdigest())
+
+
+def hash_bytes(data: bytes | memoryview) -> Digest:
+    """Hash bytes already in memory."""
+    return Digest(len(data), hashlib.sha256(data).hexdigest())
+
+
+def hash_files(
+    paths: Sequence[str | os.PathLike[str]],
+    *,
+    workers: int | None = None,
+    progress: Progress | None = None,
+) -> list[Digest]:
+    """Hash several files in parallel threads (one file per thread), in input order.
+
+    Raises:
+        OSError: a file cannot be read.
+    """
+    if len(paths) <= 1:
+        return [hash_file(p, progress=progress) for p in paths]
+    workers = workers or min(len(paths), os.cpu_count() or 2)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(lambda p: hash_file(p, progress=progress), paths))
+
+
+def copy_and_hash(src: BinaryIO, dst: BinaryIO, *, progress: Progress | None = None) -> Digest:
+    """Copy ``src`` to ``dst`` and hash it, reading every byte once.
+
+    A writer thread writes chunk *n* while this thread hashes chunk *n+1*; the
+    queue is bounded so memory stays at a few chunks whatever the file size.
+
+    Raises:
+        OSError: reading or writing failed.
+    """
+    h = hashlib.sha256()
+    size = 0
+    q: queue.Queue[bytes | None] = queue.Queue(maxsize=4)
+    errors: list[BaseException] = []
+
+    def writer() -> None:
+        try:
+            while True:
+                chunk = q.get()
+                if chunk is None:
+                    return
+                dst.write(chunk)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the reader below
+            errors.append(exc)
+            # Drain so the reader never blocks on a full queue after a failure.
+            while q.get() is not None:
+                pass
+
+    t = threading.Thread(target=writer, name="sentenialx-writer", daemon=True)
+    t.start()
+    try:
+        while not errors:
+            chunk = src.read(CHUNK)
+            if not chunk:
+                break
+            q.put(chunk)
+            h.update(chunk)
+            size += len(chunk)
+            if progress:
+                progress(len(chunk))
+    finally:
+        q.put(None)
+        t.join()
+    if errors:
+        raise errors[0]
+    return Digest(size, h.hexdigest())
+
+
+def iter_hashed(chunks: Iterable[bytes], h: hashlib._Hash) -> Iterable[bytes]:
+    """Yield chunks unchanged while feeding them to ``h``."""
+    for c in chunks:
+        h.update(c)
+        yield c
+
+
+def fsync_dir(path: str | os.PathLike[str]) -> None:
+    """fsync a directory so a rename inside it survives a power cut."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_verified(path: Path, *, expected: str, size: int | None = None) -> bytes:
+    """Read a whole file once, hash it, and return the bytes only if they match.
+
+    Raises:
+        IntegrityError: size or sha256 differs from the manifest.
+        OSError: the file cannot be read.
+    """
+    from sentenialx.hub.errors import IntegrityError
+
+    with open(path, "rb", buffering=0) as f:
+        data = f.read()
+    if size is not None and len(data) != size:
+        raise IntegrityError(
+            f"{path.name}: size mismatch (expected {size} bytes, got {len(data)})",
+            path=str(path),
+            expected=expected,
+            actual="",
+        )
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != expected:
+        raise IntegrityError(path=path.name, expected=expected, actual=actual)
+    return data
