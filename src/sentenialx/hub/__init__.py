@@ -19,10 +19,25 @@ from sentenialx.hub.errors import (
     StoreUnavailable,
     UnsafeArtifact,
 )
-from sentenialx.hub.hub import FsckReport, GcReport, Hub, Problem, VerifyReport
-from sentenialx.hub.index.base import AliasInfo, AliasMove, VersionInfo
-from sentenialx.hub.manifest import FileEntry, Manifest
 from sentenialx.hub.refs import Ref, Version, VersionRange, parse_ref
+
+# The facade pulls in SQLAlchemy; load it on first use so that light importers
+# (the CLI's fast path, `import sentenialx`) stay fast.
+_LAZY = {
+    "Hub": "sentenialx.hub.hub", "FsckReport": "sentenialx.hub.hub",
+    "GcReport": "sentenialx.hub.hub", "Problem": "sentenialx.hub.hub",
+    "VerifyReport": "sentenialx.hub.hub", "AliasInfo": "sentenialx.hub.index.base",
+    "AliasMove": "sentenialx.hub.index.base", "VersionInfo": "sentenialx.hub.index.base",
+    "FileEntry": "sentenialx.hub.manifest", "Manifest": "sentenialx.hub.manifest",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'sentenialx.hub' has no attribute {name!r}")
 
 __all__ = [
     "AliasInfo", "AliasMove", "AlreadyExists", "Conflict", "FileEntry", "FsckReport", "GcReport",

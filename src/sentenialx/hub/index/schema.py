@@ -20,7 +20,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-HEAD = "0001"
+from sentenialx.hub.index import SCHEMA_HEAD as HEAD
 
 metadata = MetaData()
 

@@ -1,0 +1,5 @@
+"""``python -m sentenialx``."""
+
+from sentenialx.cli import main
+
+main()

@@ -1,0 +1,110 @@
+"""The ``sentenialx`` command line: parse, one Hub call, print.
+
+Errors become one line on stderr and a distinct exit code (see :data:`EXIT_CODES`
+and the README); a traceback only with ``--debug`` or ``SENTENIALX_DEBUG=1``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from sentenialx.hub.errors import HubError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_OK = 0
+EXIT_CHECK_FAILED = 1
+"""verify, fsck or log --verify found problems."""
+EXIT_USAGE = 2
+EXIT_INTERNAL = 70
+
+
+def debug_enabled() -> bool:
+    """True when tracebacks should be shown."""
+    return os.environ.get("SENTENIALX_DEBUG") == "1"
+
+
+class HubGroup(click.Group):
+    """A click group that turns hub errors into one line and an exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except HubError as exc:
+            if debug_enabled():
+                raise
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+        except OSError as exc:
+            if debug_enabled():
+                raise
+            click.echo(f"error: {exc.strerror or exc} ({exc.filename or ''})", err=True)
+            sys.exit(10)
+        except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence
+            if debug_enabled():
+                raise
+            click.echo(f"internal error: {type(exc).__name__}: {exc}; rerun with --debug"
+                       " and report it", err=True)
+            sys.exit(EXIT_INTERNAL)
+
+
+def hub_option(f: F) -> F:
+    """``--hub PATH`` on every command (default: $SENTENIALX_HUB or ./models/artifacts)."""
+    return click.option("--hub", "hub_path", envvar="SENTENIALX_HUB", default=None,
+                        metavar="PATH",
+                        help="Hub folder (default: $SENTENIALX_HUB or ./models/artifacts).")(f)
+
+
+def json_option(f: F) -> F:
+    """``--json`` for programs."""
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(f)
+
+
+def open_hub(hub_path: str | None) -> Any:
+    """Open the hub the options name."""
+    from sentenialx.hub.hub import Hub
+
+    return Hub.open(hub_path)
+
+
+def print_json(obj: Any) -> None:
+    """Print JSON to stdout."""
+    click.echo(json.dumps(obj, indent=2, sort_keys=True, default=str))
+
+
+def console() -> Any:
+    """A rich console on stdout."""
+    from rich.console import Console
+
+    return Console()
+
+
+@click.group(cls=HubGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@click.version_option(package_name="sentenialx")
+def cli(debug: bool) -> None:
+    """Sentenial-X: threat-detection models kept in a versioned, verifiable hub."""
+    if debug:
+        os.environ["SENTENIALX_DEBUG"] = "1"
+
+
+def _register_commands() -> None:
+    from sentenialx.hub.cli import demo as _demo
+    from sentenialx.hub.cli import models as _models
+
+    cli.add_command(_models.models)
+    cli.add_command(_demo.demo)
+
+
+_register_commands()

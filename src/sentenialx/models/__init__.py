@@ -1,0 +1,1 @@
+"""Sentenial-X's model artifacts, backed by the hub (the seed's API, kept)."""
