@@ -579,6 +579,28 @@ class Hub:
         info = self.resolve(ref, include_revoked=include_revoked)
         return {f.path: self._read_verified(info, f) for f in info.files if f.role in roles}
 
+    def load(self, ref: str, *, file: str | None = None, include_revoked: bool = False) -> Any:
+        """Load a version's weights with the loader its format calls for, from verified bytes.
+
+        ONNX gives an ``onnxruntime.InferenceSession``; ``.pt``/``.bin`` a torch object
+        (``weights_only``, after a pickle allowlist scan); ``.safetensors`` a dict of
+        tensors. The bytes are read once, hashed, matched to the manifest and only then
+        handed to the loader, so nothing can change between verify and load.
+
+        Raises:
+            NotFound: no such version or file.
+            IntegrityError: the bytes do not match the manifest.
+            UnsafeArtifact: a pickle would import or call something outside the allowlist.
+            MissingDependency: the loader's extra is not installed.
+        """
+        from sentenialx.hub.loaders import format_for, load_bytes
+
+        info = self.resolve(ref, include_revoked=include_revoked)
+        entry = self._entry(info, file)
+        fmt = format_for(entry.path) or str(info.meta.get("format") or "")
+        data = self._read_verified(info, entry)
+        return load_bytes(data, fmt=fmt, name=f"{info.ref}:{entry.path}")
+
     # -- listing ----------------------------------------------------------------------
     def models(self) -> list[dict[str, Any]]:
         """Every model with its number of versions, latest version and aliases."""
