@@ -120,6 +120,22 @@ class Conflict(HubError):
     exit_code = 9
 
 
+class GateFailed(HubError):
+    """A promotion was refused because one or more gates did not pass."""
+
+    exit_code = 12
+
+    def __init__(self, message: str, *, failed: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.failed = failed
+
+
+class StateError(HubError):
+    """A hub state a client was shown is older than one it saw, expired, or not signed right."""
+
+    exit_code = 13
+
+
 class StoreUnavailable(HubError, OSError):
     """The index or the blob store cannot be reached or read."""
 
@@ -166,5 +182,7 @@ EXIT_CODES: dict[type[HubError], int] = {
         Conflict,
         StoreUnavailable,
         MissingDependency,
+        GateFailed,
+        StateError,
     )
 }

@@ -33,6 +33,7 @@ from sentenialx.hub.errors import (
     InvalidInput,
     InvalidName,
     NotFound,
+    SignatureError,
 )
 from sentenialx.hub.events import ChainReport, Event, verify_chain
 from sentenialx.hub.hashing import Digest, Progress, hash_file
@@ -47,12 +48,15 @@ from sentenialx.hub.refs import (
     validate_name,
     validate_relpath,
 )
+from sentenialx.hub.release import ReleaseMixin
 from sentenialx.hub.store.base import Source
 from sentenialx.hub.store.local import TMP_PREFIX, LocalStore
 
 DEFAULT_ROOT = Path("models") / "artifacts"
 REGISTRY_JSON = "registry.json"
 REGISTRY_DB = "registry.db"
+EVENTS_EXPORT = "events.jsonl"
+HEAD_EXPORT = "registry.head.json"
 KNOWN_META_KEYS = ("description", "framework", "format", "metrics", "params", "inputs",
                    "outputs", "tags")
 FORMATS = {".onnx": "onnx", ".pt": "torch", ".pth": "torch", ".bin": "torch",
@@ -160,7 +164,7 @@ class _HybridOpen:
         return obj.open_bytes
 
 
-class Hub:
+class Hub(ReleaseMixin):
     """One store: an index plus a blob store."""
 
     open = _HybridOpen()
@@ -532,16 +536,20 @@ class Hub:
             return self.root / info.model / info.stem
         return self.root / info.model / self.weights_entry(info).path
 
-    def open_bytes(self, ref: str, *, file: str | None = None, include_revoked: bool = False) -> bytes:
+    def open_bytes(self, ref: str, *, file: str | None = None, include_revoked: bool = False,
+                   trust: str | None = None) -> bytes:
         """Read a version's file once, hashing as it is read, and return verified bytes.
 
-        ``file`` is a manifest path; default the main weights file.
+        ``file`` is a manifest path; default the main weights file. ``trust`` overrides
+        the policy's signature mode (``enforce``, ``warn``, ``off``).
 
         Raises:
             NotFound: no such version or file.
             IntegrityError: the bytes do not match the manifest.
+            SignatureError: the trust policy requires a signature this version lacks.
         """
         info = self.resolve(ref, include_revoked=include_revoked)
+        self.check_trust(info, mode=trust)
         entry = self._entry(info, file)
         return self._read_verified(info, entry)
 
@@ -569,7 +577,8 @@ class Hub:
         return data
 
     def read_files(self, ref: str, *, include_revoked: bool = False,
-                   roles: Sequence[str] = ("weights", "config")) -> dict[str, bytes]:
+                   roles: Sequence[str] = ("weights", "config"),
+                   trust: str | None = None) -> dict[str, bytes]:
         """Verified bytes of every file of a version with one of ``roles``, keyed by path.
 
         Raises:
@@ -577,9 +586,11 @@ class Hub:
             IntegrityError: a file does not match the manifest.
         """
         info = self.resolve(ref, include_revoked=include_revoked)
+        self.check_trust(info, mode=trust)
         return {f.path: self._read_verified(info, f) for f in info.files if f.role in roles}
 
-    def load(self, ref: str, *, file: str | None = None, include_revoked: bool = False) -> Any:
+    def load(self, ref: str, *, file: str | None = None, include_revoked: bool = False,
+             trust: str | None = None) -> Any:
         """Load a version's weights with the loader its format calls for, from verified bytes.
 
         ONNX gives an ``onnxruntime.InferenceSession``; ``.pt``/``.bin`` a torch object
@@ -592,10 +603,12 @@ class Hub:
             IntegrityError: the bytes do not match the manifest.
             UnsafeArtifact: a pickle would import or call something outside the allowlist.
             MissingDependency: the loader's extra is not installed.
+            SignatureError: the trust policy requires a signature this version lacks.
         """
         from sentenialx.hub.loaders import format_for, load_bytes
 
         info = self.resolve(ref, include_revoked=include_revoked)
+        self.check_trust(info, mode=trust)
         entry = self._entry(info, file)
         fmt = format_for(entry.path) or str(info.meta.get("format") or "")
         data = self._read_verified(info, entry)
@@ -628,8 +641,67 @@ class Hub:
         return self.index.events(model=model, limit=limit)
 
     def verify_log(self) -> ChainReport:
-        """Check the whole event chain."""
-        return verify_chain(self.index.events())
+        """Check the whole event chain in the index, then its export (events.jsonl) against it."""
+        events = self.index.events()
+        rep = verify_chain(events)
+        if not rep.ok:
+            return rep
+        path = self.root / EVENTS_EXPORT
+        if not path.exists():
+            return rep
+        by_seq = {e.seq: e for e in events}
+        with open(path, encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                try:
+                    exported = Event.from_dict(json.loads(line))
+                except (ValueError, KeyError, TypeError):
+                    return ChainReport(False, rep.count, rep.head, n,
+                                       f"{EVENTS_EXPORT} line {n} does not parse")
+                mine = by_seq.get(exported.seq)
+                if mine is None or exported.to_dict() != mine.to_dict() or \
+                        exported.compute_hash() != exported.hash:
+                    return ChainReport(False, rep.count, rep.head, exported.seq,
+                                       f"event {exported.seq}: {EVENTS_EXPORT} differs from the index"
+                                       " (one of them was edited)")
+        return rep
+
+    def check_head(self, seq: int, head: str) -> bool:
+        """True when event ``seq`` of this hub's chain has hash ``head`` (a copy's saved head)."""
+        for e in self.index.events():
+            if e.seq == seq:
+                return e.hash == head
+        return False
+
+    def _export_events(self) -> None:
+        """Append new events to events.jsonl and write registry.head.json (under the registry lock)."""
+        path = self.root / EVENTS_EXPORT
+        last = 0
+        if path.exists():
+            with open(path, "rb") as f:
+                try:
+                    f.seek(-4096, os.SEEK_END)
+                except OSError:
+                    f.seek(0)
+                tail = f.read().splitlines()
+            for line in reversed(tail):
+                try:
+                    last = int(json.loads(line)["seq"])
+                    break
+                except (ValueError, KeyError):
+                    continue
+        new = [e for e in self.index.events() if e.seq > last]
+        if new:
+            with open(path, "a", encoding="utf-8") as f:
+                for e in new:
+                    f.write(json.dumps(e.to_dict(), sort_keys=True) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+        seq, head = self.index.head()
+        state = self.index.state()
+        doc = {"seq": seq, "head": head, "generation": state["generation"],
+               "hub_id": state["hub_id"]}
+        self.store.put_small(HEAD_EXPORT, (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode())
+        os.chmod(self.root / HEAD_EXPORT, 0o644)
 
     # -- aliases, revoke, delete ------------------------------------------------------
     @staticmethod
@@ -891,6 +963,10 @@ class Hub:
             rep.problems.extend(self._check_events_match(versions if not model else
                                                          self.index.all_ready_versions()))
         rep.problems.extend(self._check_registry_json())
+        try:
+            self.trust_store()
+        except (SignatureError, InvalidInput) as exc:
+            rep.problems.append(Problem("trust", "trust/policy.json", str(exc)))
         cutoff = (datetime.now(UTC) - grace).timestamp()
         for key, size in self._orphans(cutoff=None):
             if model and not key.startswith(model + "/"):
@@ -1063,6 +1139,7 @@ class Hub:
             data = json.dumps(self.registry_view(), indent=2, sort_keys=True) + "\n"
             self.store.put_small(REGISTRY_JSON, data.encode())
             os.chmod(self.root / REGISTRY_JSON, 0o644)
+            self._export_events()
 
     def export_registry(self, dest: str | os.PathLike[str] | None = None) -> dict[str, Any]:
         """Rewrite registry.json (or write the view to ``dest``) and return it."""

@@ -273,7 +273,8 @@ def parse_ref(text: str) -> Ref:
         InvalidName: the model or alias name is not allowed.
     """
     if not isinstance(text, str) or not text.strip():
-        raise InvalidRef("empty ref; use MODEL, MODEL@VERSION, MODEL@ALIAS, MODEL@RANGE or MODEL@sha256:DIGEST")
+        raise InvalidRef("empty ref; use MODEL, MODEL@VERSION, MODEL@ALIAS, MODEL@RANGE"
+                         " or MODEL@sha256:DIGEST")
     text = text.strip()
     name, sep, sel = text.partition("@")
     try:

@@ -101,10 +101,14 @@ def cli(debug: bool) -> None:
 
 def _register_commands() -> None:
     from sentenialx.hub.cli import demo as _demo
+    from sentenialx.hub.cli import keys as _keys
     from sentenialx.hub.cli import models as _models
 
     cli.add_command(_models.models)
     cli.add_command(_demo.demo)
+    cli.add_command(_keys.keys)
+    _models.models.add_command(_keys.sign)
+    _models.models.add_command(_keys.promote)
 
 
 _register_commands()

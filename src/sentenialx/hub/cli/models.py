@@ -84,12 +84,16 @@ def models() -> None:
 @click.option("--name", metavar="STEM", help="Stored file name stem (default: the input's).")
 @click.option("--link", is_flag=True,
               help="Hardlink instead of copying (same filesystem; the input becomes read-only).")
+@click.option("--sign-with", "sign_with", metavar="KEY", type=click.Path(exists=True),
+              help="Sign the new version with this private key.")
+@click.option("--passphrase-env", metavar="VAR", help="The signing key's passphrase is in $VAR.")
 @hub_option
 @json_option
 def register(model: str, path: Path, version: str | None, bump: str | None,
              meta: tuple[str, ...], meta_file: str | None, parent: tuple[str, ...],
              data_digest: str | None, attach: tuple[str, ...], alias: str | None,
-             name: str | None, link: bool, hub_path: str | None, as_json: bool) -> None:
+             name: str | None, link: bool, sign_with: str | None, passphrase_env: str | None,
+             hub_path: str | None, as_json: bool) -> None:
     """Register PATH (a file or a folder) as a new version of MODEL."""
     from sentenialx.hub._progress import byte_progress
 
@@ -107,6 +111,10 @@ def register(model: str, path: Path, version: str | None, bump: str | None,
         info = hub.register(model, path, version=version, bump=bump, metadata=metadata,
                             parents=parent, data_digest=data_digest, attachments=attachments,
                             alias=alias, link=link, name=name, progress=progress)
+    if sign_with:
+        from sentenialx.hub.cli.keys import _passphrase
+
+        hub.sign(info.ref, sign_with, passphrase=_passphrase(passphrase_env))
     if as_json:
         print_json(info.to_dict())
     else:

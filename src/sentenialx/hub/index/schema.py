@@ -20,8 +20,6 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-from sentenialx.hub.index import SCHEMA_HEAD as HEAD
-
 metadata = MetaData()
 
 hub_state = Table(

@@ -264,7 +264,9 @@ class SqlIndex:
                 is_release=0 if v.prerelease else 1, state="pending", revoked=False,
                 revoke_reason=None, digest=None, stem=stem, layout=layout, meta=dumps(meta),
                 lineage=dumps(lineage), size=0, created_at=now, created_by=actor))
-            vid = int(res.inserted_primary_key[0])
+            pk = res.inserted_primary_key
+            assert pk is not None
+            vid = int(pk[0])
         return VersionInfo(vid, model, str(v), "pending", False, None, None, stem, layout, meta,
                            lineage, 0, now, actor)
 
@@ -530,7 +532,8 @@ class SqlIndex:
             S.aliases.c.model == model, S.aliases.c.alias == alias))).first()
         previous = cur.version if cur else None
         if expect is not None and (previous or "") != expect:
-            raise Conflict(f"alias {model}@{alias} points at {previous or 'nothing'}, not {expect or 'nothing'}:"
+            raise Conflict(f"alias {model}@{alias} points at {previous or 'nothing'},"
+                           f" not {expect or 'nothing'}:"
                            " another writer moved it first; look again and retry")
         now = utcnow()
         if cur:
@@ -642,6 +645,15 @@ class SqlIndex:
             rows = c.execute(q).all()
         evs = [self._event_from_row(r) for r in rows]
         return evs[-limit:] if limit else evs
+
+    def last_event(self, kind: str, *, model: str | None = None) -> Event | None:
+        """The newest event of a kind (optionally of one model)."""
+        with self.read() as c:
+            q = select(S.events).where(S.events.c.kind == kind)
+            if model is not None:
+                q = q.where(S.events.c.model == model)
+            row = c.execute(q.order_by(S.events.c.seq.desc()).limit(1)).first()
+        return self._event_from_row(row) if row else None
 
     def head(self) -> tuple[int, str]:
         """(seq, hash) of the newest event, (0, GENESIS) when empty."""

@@ -1,0 +1,300 @@
+"""Signed releases, the trust policy in force, and promotion gates: the Hub's release verbs.
+
+Kept apart from ``hub.py`` (the storage order of operations) and mixed into
+:class:`~sentenialx.hub.hub.Hub`.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sentenialx.hub.errors import (
+    GateFailed,
+    InvalidInput,
+    NotFound,
+    SignatureError,
+)
+from sentenialx.hub.index.base import VersionInfo
+from sentenialx.hub.manifest import canonical_json
+from sentenialx.hub.trust import GateResult, TrustStore
+
+if TYPE_CHECKING:
+    from sentenialx.hub.index.sql import SqlIndex
+    from sentenialx.hub.store.local import LocalStore
+
+log = logging.getLogger("sentenialx.trust")
+PROVENANCE_TYPE = "application/vnd.sentenialx.provenance+json"
+
+
+class ReleaseMixin:
+    """Signing, trust checks and promotion on top of the Hub's storage."""
+
+    root: Path
+    index: SqlIndex
+    store: LocalStore
+
+    if TYPE_CHECKING:
+        def resolve(self, ref: str, *, include_revoked: bool = False) -> VersionInfo: ...
+        def weights_entry(self, info: VersionInfo) -> Any: ...
+        def set_alias(self, ref: str, alias: str, *, expect: str | None = None,
+                      actor: str | None = None) -> str | None: ...
+        def write_registry_json(self) -> None: ...
+
+    # -- policy ---------------------------------------------------------------------------
+    def trust_store(self) -> TrustStore:
+        """The hub's trust policy, checked against the history.
+
+        Raises:
+            SignatureError: trust/policy.json was changed outside sentenialx.
+        """
+        ts = TrustStore.load(self.root)
+        if ts.exists:
+            last = self.index.last_event("trust")
+            recorded = last.payload.get("policy_sha256") if last else None
+            actual = ts.policy_sha256()
+            if recorded != actual:
+                raise SignatureError(
+                    f"trust/policy.json (sha256 {actual[:12]}…) is not the policy the history"
+                    f" recorded ({str(recorded)[:12]}…): it was edited outside sentenialx;"
+                    " restore it or re-apply the change with `sentenialx keys`")
+        return ts
+
+    def save_trust(self, ts: TrustStore, *, action: str, detail: dict[str, Any],
+                   actor: str | None = None) -> str:
+        """Write the policy and record the change as a ``trust`` event; returns its sha256."""
+        from sentenialx.hub.hub import default_actor
+
+        sha = ts.save()
+        self.index.append_event("trust", "", "", actor=actor or default_actor(),
+                                payload=dict(detail, action=action, policy_sha256=sha))
+        self.write_registry_json()
+        return sha
+
+    # -- signing --------------------------------------------------------------------------
+    def signature_subject(self, info: VersionInfo) -> tuple[str, list[tuple[str, str]]]:
+        """The model name and (path, sha256) resources an OpenSSF signature of ``info`` covers.
+
+        A single-file version is its weights file (resource ``.``); a folder version
+        is its folder, every file in it. These are exactly the files loaders read.
+        """
+        if info.layout == "dir":
+            prefix = info.stem + "/"
+            files = [(f.path[len(prefix):], f.sha256) for f in info.files
+                     if f.path.startswith(prefix)]
+            return info.stem, files
+        w = self.weights_entry(info)
+        return w.path, [(".", w.sha256)]
+
+    def sig_key(self, info: VersionInfo) -> str:
+        """Store key of the version's ``.sig`` sidecar."""
+        return f"{info.model}/{info.stem}.sig"
+
+    def sign(self, ref: str, key_path: str | os.PathLike[str], *, passphrase: bytes | None = None,
+             actor: str | None = None) -> dict[str, Any]:
+        """Sign a version: an OpenSSF model-signing bundle beside it plus a provenance signature.
+
+        The ``.sig`` sidecar verifies with ``model_signing verify key`` on the version's
+        file or folder. The provenance statement (version digest, training-data digest,
+        metrics) is signed with the same key and kept in the ``sign`` event.
+
+        Raises:
+            NotFound: no such version.
+            InvalidInput: the key cannot be read.
+        """
+        from sentenialx.hub.hub import default_actor
+        from sentenialx.hub.signing import key_id, load_private_key, sign_files
+
+        info = self.resolve(ref, include_revoked=True)
+        priv = load_private_key(Path(key_path), passphrase=passphrase)
+        kid = key_id(priv.public_key())
+        name, files = self.signature_subject(info)
+        bundle = sign_files(files, model_name=name, private_key=priv)
+        self.store.put_small(self.sig_key(info), bundle)
+        prov = self._provenance_statement(info)
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        sig = priv.sign(_pae(PROVENANCE_TYPE, canonical_json(prov)), ec.ECDSA(hashes.SHA256()))
+        payload = {"key_id": kid, "sig_sha256": hashlib.sha256(bundle).hexdigest(),
+                   "provenance": prov, "provenance_sig": base64.b64encode(sig).decode()}
+        self.index.append_event("sign", info.model, info.version, actor=actor or default_actor(),
+                                payload=payload)
+        self.write_registry_json()
+        return {"ref": info.ref, "key_id": kid, "sig": str(self.root / self.sig_key(info))}
+
+    @staticmethod
+    def _provenance_statement(info: VersionInfo) -> dict[str, Any]:
+        return {"model": info.model, "version": info.version, "digest": info.digest,
+                "data_digest": info.lineage.get("data_digest"),
+                "parents": info.lineage.get("parents", []),
+                "metrics": info.meta.get("metrics", {})}
+
+    def verify_signature(self, info: VersionInfo, *, ts: TrustStore | None = None) -> str:
+        """Check the version's ``.sig`` against the keys trusted for its model; returns the key id.
+
+        Raises:
+            SignatureError: unsigned, tampered, or signed by no trusted key.
+        """
+        from sentenialx.hub.signing import bundle_key_ids, verify_bundle
+
+        ts = ts or self.trust_store()
+        trusted = ts.trusted_for(info.model)
+        try:
+            bundle = self.store.read_bytes(self.sig_key(info))
+        except NotFound:
+            raise SignatureError(
+                f"{info.ref} is not signed; sign it with `sentenialx models sign {info.ref}"
+                " --key KEY`", version=info.ref, trusted_keys=tuple(trusted)) from None
+        found = tuple(bundle_key_ids(bundle))
+        if not trusted:
+            raise SignatureError(
+                f"{info.ref}: no key is trusted for model {info.model!r} (signed by"
+                f" {', '.join(k[:12] for k in found) or 'unknown'}); add one with"
+                " `sentenialx keys trust PUB`", version=info.ref, found_keys=found)
+        name, files = self.signature_subject(info)
+        try:
+            verified = verify_bundle(bundle, files=files, public_keys=trusted)
+        except SignatureError as exc:
+            raise SignatureError(
+                f"{info.ref}: {exc} (signed by {', '.join(k[:12] for k in found) or 'unknown'};"
+                f" trusted: {', '.join(k[:12] for k in trusted)})", version=info.ref,
+                found_keys=found, trusted_keys=tuple(trusted)) from None
+        return str(verified.key_id)
+
+    def check_trust(self, info: VersionInfo, *, mode: str | None = None) -> str:
+        """Apply the trust policy to a version about to be opened; returns the mode applied.
+
+        Raises:
+            SignatureError: the policy (mode ``enforce``) is not met.
+        """
+        ts = self.trust_store()
+        if mode is None:
+            aliases = [a.alias for a in self.index.list_aliases(info.model)
+                       if a.version == info.version]
+            mode, why = ts.mode_for(info.model, aliases)
+        else:
+            why = "caller"
+        if mode == "off":
+            return mode
+        try:
+            self.verify_signature(info, ts=ts)
+        except SignatureError as exc:
+            if mode == "enforce":
+                raise
+            log.warning("trust (%s, warn): %s", why, exc)
+        return mode
+
+    # -- promotion ------------------------------------------------------------------------
+    def check_gates(self, ref: str, *, to: str) -> list[GateResult]:
+        """Evaluate the promotion gates configured for alias ``to``."""
+        info = self.resolve(ref)
+        ts = self.trust_store()
+        gates = ts.gates_for(to)
+        out: list[GateResult] = []
+        metrics = info.meta.get("metrics", {})
+        for name, lo in gates.get("min", {}).items():
+            v = metrics.get(name)
+            ok = isinstance(v, (int, float)) and v >= lo
+            out.append(GateResult(f"metric:{name}", ok, f"{name} = {v} (needs >= {lo})"))
+        for name, hi in gates.get("max", {}).items():
+            v = metrics.get(name)
+            ok = isinstance(v, (int, float)) and v <= hi
+            out.append(GateResult(f"metric:{name}", ok, f"{name} = {v} (needs <= {hi})"))
+        current = None
+        try:
+            cur_alias = self.index.get_alias(info.model, to)
+            current = self.index.get_version(info.model, cur_alias.version)
+        except NotFound:
+            current = None
+        for name in gates.get("not_above_current", []):
+            v = metrics.get(name)
+            if current is None:
+                ok = isinstance(v, (int, float))
+                out.append(GateResult(f"metric:{name}", ok, f"{name} = {v} (no current {to})"))
+                continue
+            c = current.meta.get("metrics", {}).get(name)
+            ok = isinstance(v, (int, float)) and (not isinstance(c, (int, float)) or v <= c)
+            out.append(GateResult(f"metric:{name}", ok,
+                                  f"{name} = {v} (current {to} {current.version}: {c})"))
+        signer = None
+        if gates.get("signature"):
+            try:
+                signer = self.verify_signature(info, ts=ts)
+                out.append(GateResult("signature", True, f"signed by trusted key {signer[:12]}"))
+            except SignatureError as exc:
+                out.append(GateResult("signature", False, str(exc)))
+        if gates.get("provenance"):
+            out.append(self._provenance_gate(info, ts))
+        return out
+
+    def _provenance_gate(self, info: VersionInfo, ts: TrustStore) -> GateResult:
+        dd = info.lineage.get("data_digest")
+        if not dd:
+            return GateResult("provenance", False, "no training-data digest recorded"
+                              " (register with --data-digest)")
+        trusted = ts.trusted_for(info.model)
+        want = canonical_json(self._provenance_statement(info))
+        for ev in reversed(self.index.events(model=info.model)):
+            if ev.kind != "sign" or ev.version != info.version:
+                continue
+            key = trusted.get(ev.payload.get("key_id", ""))
+            if key is None or canonical_json(ev.payload.get("provenance")) != want:
+                continue
+            from cryptography.exceptions import InvalidSignature
+            from cryptography.hazmat.primitives import hashes
+            from cryptography.hazmat.primitives.asymmetric import ec
+
+            try:
+                key.verify(base64.b64decode(ev.payload["provenance_sig"]),
+                           _pae(PROVENANCE_TYPE, want), ec.ECDSA(hashes.SHA256()))
+            except (InvalidSignature, ValueError, KeyError):
+                continue
+            return GateResult("provenance", True, f"data digest {dd[:12]}… signed by"
+                              f" {ev.payload['key_id'][:12]}")
+        return GateResult("provenance", False, f"data digest {dd[:12]}… is recorded but not signed"
+                          " by a trusted key (sign the version)")
+
+    def promote(self, ref: str, *, to: str = "production", force: bool = False,
+                expect: str | None = None, actor: str | None = None) -> list[GateResult]:
+        """Move alias ``to`` to ``ref`` if every gate passes (or ``force``, recorded as such).
+
+        Raises:
+            GateFailed: a gate failed and ``force`` is not set; the message names each.
+            Conflict: the alias moved concurrently (with ``expect``).
+        """
+        from sentenialx.hub.hub import default_actor
+
+        results = self.check_gates(ref, to=to)
+        failed = [r for r in results if not r.ok]
+        if failed and not force:
+            raise GateFailed(f"promotion of {ref} to {to} refused: " + "; ".join(
+                f"{r.gate}: {r.detail}" for r in failed), failed=tuple(r.gate for r in failed))
+        info = self.resolve(ref)
+        if expect:
+            from sentenialx.hub.refs import Version
+
+            expect = str(Version.parse(expect))
+        self.index.set_alias(info.model, to, info.version, expect=expect,
+                             actor=actor or default_actor(), kind="promote",
+                             extra={"force": force, "gates": [r.to_dict() for r in results]})
+        self.write_registry_json()
+        return results
+
+
+def _pae(payload_type: str, body: bytes) -> bytes:
+    """DSSE pre-authentication encoding."""
+    t = payload_type.encode()
+    return b"DSSEv1 %d %s %d " % (len(t), t, len(body)) + body
+
+
+def b64(data: bytes) -> str:
+    """Base64 text."""
+    return base64.b64encode(data).decode()
+
+
+__all__ = ["ReleaseMixin", "InvalidInput"]
