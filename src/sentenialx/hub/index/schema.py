@@ -20,6 +20,10 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
+from sentenialx.hub.index import SCHEMA_HEAD  # noqa: E402 - after the SQLAlchemy block
+
+HEAD = SCHEMA_HEAD
+
 metadata = MetaData()
 
 hub_state = Table(
