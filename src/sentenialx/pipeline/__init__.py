@@ -1,0 +1,261 @@
+"""Sentenial-X's inference side: a threat classifier built from hub refs only.
+
+``build_inference_pipeline()`` resolves refs (``encoder``, ``distill@production``,
+optionally a LoRA adapter), loads verified bytes through the hub, and with
+``follow=True`` notices a new registration or an alias move between calls and
+swaps to the new version atomically, keeping the old one if the new one fails
+verification or loading.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from sentenialx.hub.hub import Hub
+    from sentenialx.hub.index.base import VersionInfo
+
+log = logging.getLogger("sentenialx.pipeline")
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    """The classifier's verdict on one text."""
+
+    text: str
+    label: str
+    score: float
+    is_threat: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-dict form."""
+        return {"text": self.text, "label": self.label, "score": self.score,
+                "is_threat": self.is_threat}
+
+
+@dataclass(slots=True)
+class _Loaded:
+    """Everything one set of versions needs to predict; replaced whole, never mutated."""
+
+    encoder: VersionInfo
+    classifier: VersionInfo
+    lora: VersionInfo | None
+    session: Any
+    labels: list[str]
+    buckets: int
+    ngram: int
+    lora_delta: Any = None  # (A, B, scale, target) or None
+    input_name: str = "features"
+    output_names: list[str] = field(default_factory=list)
+
+    def versions(self) -> dict[str, str | None]:
+        return {"encoder": self.encoder.ref, "classifier": self.classifier.ref,
+                "lora": self.lora.ref if self.lora else None}
+
+
+class ThreatClassifier:
+    """Predicts a label and a score per text; see :func:`build_inference_pipeline`."""
+
+    def __init__(self, hub: Hub, *, encoder: str, classifier: str, lora: str | None,
+                 follow: bool, trust: str | None = None, min_check_interval: float = 0.0,
+                 state_guard: Any = None) -> None:
+        self.hub = hub
+        self.refs = {"encoder": encoder, "classifier": classifier, "lora": lora}
+        self.follow = follow
+        self.trust = trust
+        self.min_check_interval = min_check_interval
+        self.state_guard = state_guard
+        self.last_error: str | None = None
+        self.swaps = 0
+        self._lock = threading.Lock()
+        self._last_check = 0.0
+        self._seen_gen = hub.index.generation()
+        self._check_state()
+        self._state = self._load()
+
+    # -- public -------------------------------------------------------------------------
+    @property
+    def versions(self) -> dict[str, str | None]:
+        """The versions serving right now."""
+        return self._state.versions()
+
+    def predict(self, texts: list[str]) -> list[Prediction]:
+        """Classify texts; with ``follow``, first pick up a new release if there is one."""
+        if self.follow:
+            self.refresh()
+        state = self._state  # one consistent set of versions for the whole call
+        probs = self._probs(state, texts)
+        out = []
+        for t, p in zip(texts, probs, strict=True):
+            i = int(p.argmax())
+            label = state.labels[i]
+            out.append(Prediction(t, label, float(p[i]), label != "benign"))
+        return out
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        """Class probabilities, columns in :attr:`labels` order."""
+        if self.follow:
+            self.refresh()
+        return self._probs(self._state, texts)
+
+    @property
+    def labels(self) -> list[str]:
+        """Class names in output order."""
+        return list(self._state.labels)
+
+    def refresh(self) -> bool:
+        """Swap to new versions if the refs now resolve elsewhere; True if swapped.
+
+        Cheap when nothing changed: one read of the hub's generation counter.
+        """
+        now = time.monotonic()
+        if now - self._last_check < self.min_check_interval:
+            return False
+        self._last_check = now
+        gen = self.hub.index.generation()
+        if gen == self._seen_gen:
+            return False
+        with self._lock:
+            if gen == self._seen_gen:
+                return False
+            self._seen_gen = gen
+            try:
+                self._check_state()
+                wanted = self._resolve_all()
+                cur = self._state
+                if (wanted["encoder"].digest, wanted["classifier"].digest,
+                        wanted["lora"].digest if wanted["lora"] else None) == (
+                        cur.encoder.digest, cur.classifier.digest,
+                        cur.lora.digest if cur.lora else None):
+                    return False
+                new = self._load(wanted)
+            except Exception as exc:  # noqa: BLE001 - keep serving; the reason is logged
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.warning("keeping %s: new release not loaded: %s",
+                            self._state.versions(), self.last_error)
+                return False
+            old = self._state.versions()
+            self._state = new
+            self.swaps += 1
+            self.last_error = None
+            log.info("switched %s -> %s", old, new.versions())
+            return True
+
+    # -- internals ----------------------------------------------------------------------
+    def _check_state(self) -> None:
+        if self.state_guard is not None:
+            self.state_guard.check(self.hub)
+
+    def _resolve_all(self) -> dict[str, Any]:
+        return {
+            "encoder": self.hub.resolve(self.refs["encoder"] or "encoder"),
+            "classifier": self.hub.resolve(self.refs["classifier"] or "distill"),
+            "lora": self.hub.resolve(self.refs["lora"]) if self.refs["lora"] else None,
+        }
+
+    def _load(self, wanted: dict[str, Any] | None = None) -> _Loaded:
+        from sentenialx.hub.errors import InvalidInput
+
+        wanted = wanted or self._resolve_all()
+        enc, clf, lora = wanted["encoder"], wanted["classifier"], wanted["lora"]
+        # The encoder version carries the featurizer's settings (and its weights are
+        # folded into the student's ONNX graph); verify its files like any other.
+        self.hub.read_files(enc.ref, trust=self.trust)
+        params = enc.meta.get("params", {})
+        feat = params.get("featurizer", params)
+        buckets, ngram = int(feat.get("buckets", 4096)), int(feat.get("ngram", 3))
+        session = self.hub.load(clf.ref, trust=self.trust)
+        labels = _labels(clf)
+        if not labels:
+            raise InvalidInput(f"{clf.ref} has no class labels in its metadata (outputs.labels)")
+        delta = None
+        if lora is not None:
+            tensors = self.hub.load(lora.ref, trust=self.trust)
+            delta = _lora_delta(lora, tensors)
+        outs = [o.name for o in session.get_outputs()]
+        return _Loaded(enc, clf, lora, session, labels, buckets, ngram, delta,
+                       session.get_inputs()[0].name, outs)
+
+    def _probs(self, state: _Loaded, texts: list[str]) -> np.ndarray:
+        import numpy as np
+
+        from sentenialx.orchestrator.features import featurize
+
+        x = featurize(texts, buckets=state.buckets, ngram=state.ngram)
+        if state.lora_delta is None:
+            probs = state.session.run(["probs"] if "probs" in state.output_names else None,
+                                      {state.input_name: x})[0]
+            return np.asarray(probs)
+        a, b, scale, target = state.lora_delta
+        res = dict(zip(state.output_names, state.session.run(None, {state.input_name: x}),
+                       strict=True))
+        hidden, logits = res[target], res["logits"]
+        logits = logits + scale * (hidden @ a.T @ b.T)
+        e = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return np.asarray(e / e.sum(axis=1, keepdims=True))
+
+
+def _labels(info: VersionInfo) -> list[str]:
+    m = info.meta
+    for cand in (m.get("labels"), (m.get("outputs") or {}).get("labels")
+                 if isinstance(m.get("outputs"), dict) else None):
+        if isinstance(cand, list) and cand:
+            return [str(c) for c in cand]
+    return []
+
+
+def _lora_delta(info: VersionInfo, tensors: dict[str, Any]) -> tuple[Any, Any, float, str]:
+    """(A, B, scale, hidden output name) for a LoRA on the classifier's output layer."""
+    import numpy as np
+
+    from sentenialx.hub.errors import InvalidInput
+
+    cfg = info.meta.get("params", {})
+    def arr(name: str) -> Any:
+        t = tensors.get(name)
+        if t is None:
+            raise InvalidInput(f"{info.ref}: adapter has no tensor {name!r}"
+                               f" (has {', '.join(sorted(tensors))})")
+        return t.detach().cpu().numpy() if hasattr(t, "detach") else np.asarray(t)
+
+    a, b = arr(cfg.get("lora_a", "lora_A")), arr(cfg.get("lora_B", cfg.get("lora_b", "lora_B")))
+    scale = float(cfg.get("alpha", 1.0)) / float(cfg.get("rank", a.shape[0]))
+    return a.astype(np.float32), b.astype(np.float32), scale, str(cfg.get("target_output", "hidden"))
+
+
+def build_inference_pipeline(hub: Hub | None = None, *, encoder: str = "encoder",
+                             classifier: str = "distill", lora: str | None = None,
+                             follow: bool = True, trust: str | None = None,
+                             state_guard: Any = None) -> ThreatClassifier:
+    """A threat classifier loaded from hub refs, following new releases if ``follow``.
+
+    Args:
+        hub: the hub (default :meth:`Hub.open`).
+        encoder: ref of the text encoder (its featurizer settings and verified files).
+        classifier: ref of the ONNX student, e.g. ``distill@production``.
+        lora: ref of a LoRA adapter applied to the student's output layer, or None.
+        follow: check cheaply before each call for a new registration or alias move.
+        trust: override the trust policy's mode (``enforce``, ``warn``, ``off``).
+        state_guard: checks the hub's signed state (rollback/freeze protection).
+
+    Raises:
+        NotFound: a ref does not resolve.
+        IntegrityError: stored bytes do not match their manifest.
+        SignatureError: the trust policy refuses the version.
+        MissingDependency: onnxruntime is not installed.
+    """
+    if hub is None:
+        from sentenialx.hub.hub import Hub
+
+        hub = Hub.open()
+    return ThreatClassifier(hub, encoder=encoder, classifier=classifier, lora=lora,
+                            follow=follow, trust=trust, state_guard=state_guard)
+
+
+__all__ = ["Prediction", "ThreatClassifier", "build_inference_pipeline"]
