@@ -7,6 +7,7 @@ Open one with :meth:`Hub.open` (``$SENTENIALX_HUB`` or ``./models/artifacts``), 
 from sentenialx.hub.errors import (
     AlreadyExists,
     Conflict,
+    GateFailed,
     HubError,
     IntegrityError,
     InvalidInput,
@@ -16,6 +17,7 @@ from sentenialx.hub.errors import (
     MissingDependency,
     NotFound,
     SignatureError,
+    StateError,
     StoreUnavailable,
     UnsafeArtifact,
 )
@@ -40,7 +42,8 @@ def __getattr__(name: str) -> object:
     raise AttributeError(f"module 'sentenialx.hub' has no attribute {name!r}")
 
 __all__ = [
-    "AliasInfo", "AliasMove", "AlreadyExists", "Conflict", "FileEntry", "FsckReport", "GcReport",
+    "AliasInfo", "AliasMove", "AlreadyExists", "Conflict", "GateFailed", "StateError",
+    "FileEntry", "FsckReport", "GcReport",
     "Hub", "HubError", "IntegrityError", "InvalidInput", "InvalidName", "InvalidRef",
     "InvalidVersion", "Manifest", "MissingDependency", "NotFound", "Problem", "Ref",
     "SignatureError", "StoreUnavailable", "UnsafeArtifact", "Version", "VersionInfo",

@@ -291,8 +291,10 @@ class Hub(ReleaseMixin):
                 written.append(f"{model}/{rel}")
                 entries.append(FileEntry(rel, d.size, d.sha256, role))
             manifest = Manifest(tuple(entries))
-            if layout == "file":
-                self._dedup(model, manifest)
+            # Test-suite fix: dedup applied to single-file versions only, so identical
+            # members of folder versions (tokenizers, configs) were stored twice. The
+            # folder is already in place and its members are replaced atomically.
+            self._dedup(model, manifest)
             sidecar_sha = f"{model}/{stem}.sha256"
             self.store.put_small(sidecar_sha, manifest.sha256sum_text().encode())
             written.append(sidecar_sha)
@@ -447,7 +449,11 @@ class Hub(ReleaseMixin):
             # Only link to bytes whose stat still matches their last verification, so a
             # tampered copy is never spread to a new version.
             if cached and st and cached == (st.size, st.mtime_ns, st.ino, st.ctime_ns, f.sha256):
-                self.store.dedup(f"{model}/{f.path}", other)
+                if self.store.dedup(f"{model}/{f.path}", other):
+                    # Test-suite fix: our new link changed the shared inode's ctime, which
+                    # made `other`'s stat-cache entry stale, so the next copy of the same
+                    # bytes was stored again. Its bytes are the ones just checked: re-record.
+                    self._remember_stats(hit[0], [FileEntry(hit[1], f.size, f.sha256)])
 
     def _meta_doc(self, info: VersionInfo, manifest: Manifest, meta: dict[str, Any],
                   lineage: dict[str, Any]) -> dict[str, Any]:
@@ -646,6 +652,11 @@ class Hub(ReleaseMixin):
         rep = verify_chain(events)
         if not rep.ok:
             return rep
+        from sentenialx.hub.state import check_signed_head
+
+        why = check_signed_head(self)
+        if why is not None:
+            return ChainReport(False, rep.count, rep.head, None, why)
         path = self.root / EVENTS_EXPORT
         if not path.exists():
             return rep
@@ -665,8 +676,20 @@ class Hub(ReleaseMixin):
                                        " (one of them was edited)")
         return rep
 
+    def signed_state(self, *, ttl: timedelta = timedelta(minutes=10)) -> dict[str, Any]:
+        """The index state (generation, chain head, expiry) signed by the hub's key.
+
+        Raises:
+            StateError: the hub has no key.
+        """
+        from sentenialx.hub.state import signed_state
+
+        return signed_state(self, ttl=ttl)
+
     def check_head(self, seq: int, head: str) -> bool:
         """True when event ``seq`` of this hub's chain has hash ``head`` (a copy's saved head)."""
+        if seq == 0:
+            return True
         for e in self.index.events():
             if e.seq == seq:
                 return e.hash == head
@@ -689,17 +712,24 @@ class Hub(ReleaseMixin):
                     break
                 except (ValueError, KeyError):
                     continue
+        from sentenialx.hub.state import load_hub_key, sign_doc, write_signed_head
+
         new = [e for e in self.index.events() if e.seq > last]
         if new:
+            key = load_hub_key(self.root)
             with open(path, "a", encoding="utf-8") as f:
                 for e in new:
-                    f.write(json.dumps(e.to_dict(), sort_keys=True) + "\n")
+                    d = e.to_dict()
+                    if key is not None:
+                        # The hub's key vouches for each event: rewriting the chain needs it.
+                        d["hub_sig"] = sign_doc(key, {"seq": e.seq, "hash": e.hash})["sig"]
+                    f.write(json.dumps(d, sort_keys=True) + "\n")
                 f.flush()
                 os.fsync(f.fileno())
         seq, head = self.index.head()
         state = self.index.state()
-        doc = {"seq": seq, "head": head, "generation": state["generation"],
-               "hub_id": state["hub_id"]}
+        doc = write_signed_head(self, {"seq": seq, "head": head, "generation": state["generation"],
+                                       "hub_id": state["hub_id"]})
         self.store.put_small(HEAD_EXPORT, (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode())
         os.chmod(self.root / HEAD_EXPORT, 0o644)
 

@@ -74,6 +74,18 @@ def revoke(key: str, hub_path: str | None) -> None:
     click.echo(f"revoked {kid}")
 
 
+@keys.command("hub-key")
+@hub_option
+def hub_key(hub_path: str | None) -> None:
+    """Give the hub its own key: it then signs its state and the exported chain head."""
+    from sentenialx.hub.state import HUB_PUB, create_hub_key
+
+    hub = open_hub(hub_path)
+    kid = create_hub_key(hub.root)
+    hub.save_trust(hub.trust_store(), action="hub-key", detail={"key_id": kid})
+    click.echo(f"hub key {kid}; readers pin {hub.root / HUB_PUB}")
+
+
 @keys.command("list")
 @hub_option
 @json_option
