@@ -169,9 +169,25 @@ class Hub(ReleaseMixin):
 
     open = _HybridOpen()
 
-    def __init__(self, root: str | os.PathLike[str], *, index_url: str | None = None) -> None:
+    def __init__(self, root: str | os.PathLike[str], *, index_url: str | None = None,
+                 store_url: str | None = None, s3_endpoint: str | None = None,
+                 cache_dir: str | os.PathLike[str] | None = None,
+                 cache_max_bytes: int | None = None) -> None:
         self.root = Path(root).resolve()
-        self.store = LocalStore(self.root)
+        # Root-level views (registry.json, events.jsonl, trust/) always live in the local
+        # folder; version bytes and their sidecars go to the blob store.
+        self.local = LocalStore(self.root)
+        self.store: Any = self.local
+        self.cache: Any = None
+        if store_url and not _is_local_url(store_url):
+            from sentenialx.hub.cache import BlobCache
+            from sentenialx.hub.store import open_store
+
+            self.store = open_store(store_url, endpoint_url=s3_endpoint)
+            self.cache = BlobCache(Path(cache_dir) if cache_dir else self.root / ".cache" / "blobs",
+                                   max_bytes=cache_max_bytes)
+        elif store_url:
+            self.store = self.local = LocalStore(_local_path(store_url, self.root))
         self.index = SqlIndex(index_url or f"sqlite:///{self.root / REGISTRY_DB}")
         self._cache: dict[tuple[str, bool], VersionInfo] = {}
         self._cache_gen = -1
@@ -187,7 +203,12 @@ class Hub(ReleaseMixin):
             StoreUnavailable: the folder or the index cannot be opened.
         """
         loc = location or os.environ.get("SENTENIALX_HUB") or DEFAULT_ROOT
-        return cls(loc, index_url=index)
+        from sentenialx.hub.config import read_config
+
+        cfg = read_config(Path(loc))
+        return cls(loc, index_url=index or cfg.get("index"), store_url=cfg.get("store"),
+                   s3_endpoint=cfg.get("s3_endpoint"), cache_dir=cfg.get("cache_dir"),
+                   cache_max_bytes=cfg.get("cache_max_bytes"))
 
     def close(self) -> None:
         """Release database connections."""
@@ -538,9 +559,27 @@ class Hub(ReleaseMixin):
             NotFound: nothing matches.
         """
         info = self.resolve(ref)
+        if self.cache is not None:
+            return self._materialise(info)
+        base = self.store.root
         if info.layout == "dir":
-            return self.root / info.model / info.stem
-        return self.root / info.model / self.weights_entry(info).path
+            return Path(base) / info.model / info.stem
+        return Path(base) / info.model / self.weights_entry(info).path
+
+    def _materialise(self, info: VersionInfo) -> Path:
+        """Verified local copies of a remote version's files (via the cache); the weights path."""
+        paths = {f.path: self._cached(info, f) for f in info.files}
+        if info.layout == "dir":
+            return self.cache.folder(info.digest or "", {p[len(info.stem) + 1:]: c for p, c in
+                                                         paths.items() if p.startswith(info.stem + "/")})
+        return Path(paths[self.weights_entry(info).path])
+
+    def _cached(self, info: VersionInfo, entry: FileEntry) -> Path:
+        hit = self.cache.get(entry.sha256, entry.size)
+        if hit is not None:
+            return Path(hit)
+        with self.store.open_read(f"{info.model}/{entry.path}") as src:
+            return Path(self.cache.put(entry.sha256, entry.size, src, name=entry.path))
 
     def open_bytes(self, ref: str, *, file: str | None = None, include_revoked: bool = False,
                    trust: str | None = None) -> bytes:
@@ -575,7 +614,11 @@ class Hub(ReleaseMixin):
         import hashlib
 
         key = f"{info.model}/{entry.path}"
-        data = self.store.read_bytes(key)
+        if self.cache is not None:
+            # Remote bytes come through the local cache; they are hashed below either way.
+            data = self._cached(info, entry).read_bytes()
+        else:
+            data = self.store.read_bytes(key)
         actual = hashlib.sha256(data).hexdigest()
         if len(data) != entry.size or actual != entry.sha256:
             raise IntegrityError(path=entry.path, expected=entry.sha256, actual=actual,
@@ -730,7 +773,7 @@ class Hub(ReleaseMixin):
         state = self.index.state()
         doc = write_signed_head(self, {"seq": seq, "head": head, "generation": state["generation"],
                                        "hub_id": state["hub_id"]})
-        self.store.put_small(HEAD_EXPORT, (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode())
+        self.local.put_small(HEAD_EXPORT, (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode())
         os.chmod(self.root / HEAD_EXPORT, 0o644)
 
     # -- aliases, revoke, delete ------------------------------------------------------
@@ -951,8 +994,10 @@ class Hub(ReleaseMixin):
         def one(key: str) -> Digest | None:
             p = self.store.local_path(key)
             try:
-                return hash_file(p, progress=progress)
-            except OSError:
+                if p is not None:
+                    return hash_file(p, progress=progress)
+                return self.store.hash_object(key, progress=progress)
+            except (OSError, NotFound):
                 return None
 
         if len(keys) <= 1:
@@ -965,7 +1010,9 @@ class Hub(ReleaseMixin):
         out = []
         for key, _st in self.store.list(f"{v.model}/{v.stem}"):
             rel = key.split("/", 1)[1]
-            if rel not in known:
+            # Test-suite fix: store.list() also yields empty folders ("a/b/"); a folder left
+            # empty by a missing member was reported as an "extra file" beside the missing one.
+            if rel not in known and not key.endswith("/"):
                 out.append(Problem("extra", key, f"{key}: not in the manifest of {v.ref}",
                                    v.model, v.version, "", ""))
         return out
@@ -1125,7 +1172,12 @@ class Hub(ReleaseMixin):
                 with contextlib.suppress(OSError):
                     self.store.delete(key)
         if not dry_run:
-            self._remove_empty_dirs()
+            if self.store is self.local:
+                self._remove_empty_dirs()
+            else:
+                rep.removed += self.store.abort_uploads(older_than=cutoff_dt)
+        elif self.store is not self.local:
+            rep.removed += self.store.abandoned_uploads(older_than=cutoff_dt)
         return rep
 
     def _remove_empty_dirs(self) -> None:
@@ -1167,7 +1219,7 @@ class Hub(ReleaseMixin):
             # land last. The rename keeps readers from seeing a half-written file.
             fcntl.flock(lock, fcntl.LOCK_EX)
             data = json.dumps(self.registry_view(), indent=2, sort_keys=True) + "\n"
-            self.store.put_small(REGISTRY_JSON, data.encode())
+            self.local.put_small(REGISTRY_JSON, data.encode())
             os.chmod(self.root / REGISTRY_JSON, 0o644)
             self._export_events()
 
@@ -1226,11 +1278,39 @@ class Hub(ReleaseMixin):
             except NotFound:
                 pass
             meta = {"imported_from": str(reg_path), "seed_updated": entry.get("updated")}
+            # Test-suite fix: adopting the seed's store in place (the hub opened on the seed's
+            # own models/artifacts). Its file may sit at the very name register() claims
+            # (threat_student_v1.2.0.onnx), which failed with a confusing NotFound. Move it
+            # aside in the same folder and register it by hardlink (same inode, no copy);
+            # if registering fails, put it back.
+            aside = None
+            if src.is_file() and src.resolve().is_relative_to(self.root):
+                aside = src.with_name(f"{src.stem}.seed-import{src.suffix}")
+                os.rename(src, aside)
+            done = False
             try:
-                out.append(self.register(model, src, version=ver, metadata=meta, actor=actor))
+                out.append(self.register(model, aside or src, version=ver, metadata=meta,
+                                         actor=actor, link=aside is not None,
+                                         name=src.stem if aside is not None else None))
+                done = True
             except AlreadyExists:
                 out.append(self.index.get_version(model, ver))
+            finally:
+                if aside is not None:
+                    if done:
+                        aside.unlink(missing_ok=True)
+                    else:
+                        os.rename(aside, src)
         return out
+
+
+def _is_local_url(url: str) -> bool:
+    return "://" not in url or url.startswith("file://")
+
+
+def _local_path(url: str, root: Path) -> Path:
+    p = Path(url.removeprefix("file://"))
+    return p if p.is_absolute() else root / p
 
 
 def _role_in_folder(rel: str) -> str:

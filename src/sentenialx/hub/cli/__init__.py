@@ -59,8 +59,23 @@ class HubGroup(click.Group):
             sys.exit(EXIT_INTERNAL)
 
 
+def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    if value is not None:
+        ctx.meta[f"sentenialx.{param.name}"] = value
+    return value
+
+
 def hub_option(f: F) -> F:
-    """``--hub PATH`` on every command (default: $SENTENIALX_HUB or ./models/artifacts)."""
+    """``--hub PATH`` on every command, plus ``--index URL`` / ``--store URL`` / ``--s3-endpoint``."""
+    f = click.option("--s3-endpoint", "s3_endpoint", envvar="SENTENIALX_S3_ENDPOINT",
+                     metavar="URL", expose_value=False, callback=_remember,
+                     help="S3 endpoint (default: AWS config / AWS_ENDPOINT_URL).")(f)
+    f = click.option("--store", "store", envvar="SENTENIALX_STORE", metavar="URL",
+                     expose_value=False, callback=_remember,
+                     help="Blob store, e.g. s3://bucket/prefix (default: the hub folder).")(f)
+    f = click.option("--index", "index", envvar="SENTENIALX_INDEX", metavar="URL",
+                     expose_value=False, callback=_remember,
+                     help="Index database, e.g. postgresql://user@host/db (default: SQLite).")(f)
     return click.option("--hub", "hub_path", envvar="SENTENIALX_HUB", default=None,
                         metavar="PATH",
                         help="Hub folder (default: $SENTENIALX_HUB or ./models/artifacts).")(f)
@@ -75,6 +90,16 @@ def open_hub(hub_path: str | None) -> Any:
     """Open the hub the options name."""
     from sentenialx.hub.hub import Hub
 
+    ctx = click.get_current_context(silent=True)
+    meta = ctx.meta if ctx else {}
+    index, store = meta.get("sentenialx.index"), meta.get("sentenialx.store")
+    if index or store:
+        from sentenialx.hub.config import read_config
+
+        root = hub_path or os.environ.get("SENTENIALX_HUB") or "models/artifacts"
+        cfg = read_config(__import__("pathlib").Path(root))
+        return Hub(root, index_url=index or cfg.get("index"), store_url=store or cfg.get("store"),
+                   s3_endpoint=meta.get("sentenialx.s3_endpoint") or cfg.get("s3_endpoint"))
     return Hub.open(hub_path)
 
 

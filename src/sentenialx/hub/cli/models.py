@@ -133,6 +133,32 @@ def _input_size(p: Path) -> int:
     return 0
 
 
+@models.command()
+@click.option("--index", "index_url", metavar="URL", help="Index database (default: SQLite in the folder).")
+@click.option("--store", "store_url", metavar="URL", help="Blob store (default: the folder).")
+@click.option("--s3-endpoint", "endpoint", metavar="URL", help="S3 endpoint URL.")
+@click.option("--cache-max-bytes", type=int, help="Cap of the local read cache for remote stores.")
+@click.option("--hub", "hub_path", envvar="SENTENIALX_HUB", default=None, metavar="PATH",
+              help="Hub folder to write hub.toml into.")
+def init(index_url: str | None, store_url: str | None, endpoint: str | None,
+         cache_max_bytes: int | None, hub_path: str | None) -> None:
+    """Create or upgrade a hub; with --index/--store, write hub.toml for a shared hub."""
+    import os
+    from pathlib import Path as _P
+
+    from sentenialx.hub.config import write_config
+    from sentenialx.hub.hub import DEFAULT_ROOT, Hub
+
+    root = _P(hub_path or os.environ.get("SENTENIALX_HUB") or DEFAULT_ROOT)
+    if index_url or store_url or endpoint or cache_max_bytes:
+        p = write_config(root, index=index_url, store=store_url, s3_endpoint=endpoint,
+                         cache_max_bytes=cache_max_bytes)
+        click.echo(f"wrote {p}")
+    hub = Hub.open(root)
+    hub.index.migrate()
+    click.echo(f"hub ready at {hub.root}: index {hub.index.safe_url}, store {hub.store.url}")
+
+
 @models.command("list")
 @hub_option
 @json_option
