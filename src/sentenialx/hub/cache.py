@@ -88,7 +88,7 @@ class BlobCache:
 
     def entries(self) -> list[tuple[Path, int, float]]:
         """(path, size, last use) of every cached blob."""
-        out = []
+        out: list[tuple[Path, int, float]] = []
         if not self.root.exists():
             return out
         for sub in self.root.iterdir():

@@ -1008,7 +1008,7 @@ class Hub(ReleaseMixin):
     def _extra_in_folder(self, v: VersionInfo) -> list[Problem]:
         known = {f.path for f in v.files}
         out = []
-        for key, _st in self.store.list(f"{v.model}/{v.stem}"):
+        for key, _st in self.store.list(f"{v.model}/{v.stem}/"):
             rel = key.split("/", 1)[1]
             # Test-suite fix: store.list() also yields empty folders ("a/b/"); a folder left
             # empty by a missing member was reported as an "extra file" beside the missing one.
