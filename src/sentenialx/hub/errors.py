@@ -136,6 +136,20 @@ class StateError(HubError):
     exit_code = 13
 
 
+class PermissionDenied(HubError, PermissionError):
+    """The token lacks the scope or the model this needs (HTTP 403)."""
+
+    exit_code = 14
+
+
+class Unauthenticated(PermissionDenied):
+    """No token, or one that is unknown, revoked or expired (HTTP 401)."""
+
+
+class TooLarge(InvalidInput):
+    """An upload is larger than the server accepts (HTTP 413)."""
+
+
 class StoreUnavailable(HubError, OSError):
     """The index or the blob store cannot be reached or read."""
 
@@ -184,5 +198,6 @@ EXIT_CODES: dict[type[HubError], int] = {
         MissingDependency,
         GateFailed,
         StateError,
+        PermissionDenied,
     )
 }

@@ -66,7 +66,19 @@ def save_registry(data: dict[str, Any]) -> None:
         src = f if f.is_absolute() else hub.root / f
         if not src.exists():
             raise ValueError(f"{model}: file {str(src)!r} does not exist")
-        plan.append((model, src, str(entry["version"]), entry))
+        # Test-suite fix: check names and versions before registering anything; a bad
+        # entry after a good one used to leave the good one adopted (a half-applied save).
+        from sentenialx.hub.refs import Version, validate_name
+
+        validate_name(model)  # InvalidName is a ValueError
+        version = str(Version.parse(str(entry["version"])))
+        try:
+            hub.index.get_version(model, version)
+        except NotFound:
+            pass
+        else:
+            raise ValueError(f"{model}@{version} is already registered; versions are immutable")
+        plan.append((model, src, version, entry))
     from sentenialx.models.utils import verify_model_integrity
 
     for model, src, _version, entry in plan:

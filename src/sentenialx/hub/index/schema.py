@@ -120,3 +120,22 @@ stat_cache = Table(
     Column("ctime_ns", BigInteger, nullable=False),
     Column("sha256", String(64), nullable=False),
 )
+
+# API tokens of the HTTP server (migration 0002). Only the sha256 of a token is kept;
+# a revoked token keeps its row (and its name) so history stays attributable.
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(100), nullable=False),
+    Column("token_sha256", String(64), nullable=False),
+    Column("scope", String(16), nullable=False),  # read | write | admin
+    Column("models", Text, nullable=True),  # JSON list of model-name patterns; NULL = all
+    Column("created_at", String(40), nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("expires_at", String(40), nullable=True),
+    Column("revoked_at", String(40), nullable=True),
+    Column("last_used_at", String(40), nullable=True),
+    UniqueConstraint("name", name="uq_tokens_name"),
+    UniqueConstraint("token_sha256", name="uq_tokens_sha256"),
+)

@@ -16,12 +16,12 @@ Endpoint, region and keys come from the usual AWS variables and config files
 from __future__ import annotations
 
 import base64
+import builtins
 import hashlib
 import os
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
-import builtins
 from typing import Any, BinaryIO
 
 from sentenialx.hub.errors import AlreadyExists, InvalidInput, NotFound, StoreUnavailable, require
