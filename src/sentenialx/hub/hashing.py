@@ -8,6 +8,7 @@ while the previous chunk is being written: the hash hides behind the write.
 from __future__ import annotations
 
 import hashlib
+import mmap
 import os
 import queue
 import threading
@@ -19,6 +20,9 @@ from typing import BinaryIO
 
 CHUNK = 4 * 1024 * 1024
 """Read size: large enough that hashlib drops the GIL and syscalls are few."""
+
+BUFFERS = 4
+"""Chunks in flight between reader and writer in :func:`copy_and_hash`."""
 
 Progress = Callable[[int], None]
 """Called with the number of bytes just processed."""
@@ -77,47 +81,80 @@ def hash_files(
         return list(pool.map(lambda p: hash_file(p, progress=progress), paths))
 
 
-def copy_and_hash(src: BinaryIO, dst: BinaryIO, *, progress: Progress | None = None) -> Digest:
+def copy_and_hash(src: BinaryIO, dst: BinaryIO, *, progress: Progress | None = None,
+                  sync_every: int | None = None) -> Digest:
     """Copy ``src`` to ``dst`` and hash it, reading every byte once.
 
-    A writer thread writes chunk *n* while this thread hashes chunk *n+1*; the
-    queue is bounded so memory stays at a few chunks whatever the file size.
+    A writer thread writes chunk *n* while this thread hashes chunk *n+1*. Chunks
+    live in a small ring of reused buffers, so memory stays at ``BUFFERS`` chunks
+    whatever the file size, and no chunk costs a fresh allocation (page faults are
+    expensive, in a VM above all). A buffer goes back to the reader only once it
+    is written, so the bytes written are exactly the bytes hashed. The buffers are
+    page-aligned (anonymous mmaps), so ``dst`` may be a file opened with O_DIRECT.
+
+    With ``sync_every``, the writer also calls ``fdatasync`` after that many bytes:
+    the disk then writes while this thread is still hashing, and the caller's
+    final fsync (which alone makes the copy durable) has only the tail left.
 
     Raises:
         OSError: reading or writing failed.
     """
     h = hashlib.sha256()
     size = 0
-    q: queue.Queue[bytes | None] = queue.Queue(maxsize=4)
+    free: queue.Queue[mmap.mmap] = queue.Queue()
+    for _ in range(BUFFERS):
+        free.put(mmap.mmap(-1, CHUNK))
+    full: queue.Queue[tuple[mmap.mmap, int] | None] = queue.Queue()
     errors: list[BaseException] = []
+    readinto = getattr(src, "readinto", None)
 
     def writer() -> None:
+        unsynced = 0
         try:
             while True:
-                chunk = q.get()
-                if chunk is None:
+                item = full.get()
+                if item is None:
                     return
-                dst.write(chunk)
+                buf, n = item
+                view = memoryview(buf)[:n]
+                while view:
+                    w = dst.write(view)
+                    if w is None:  # only a non-blocking stream does this; files never do
+                        raise OSError("short write to a non-blocking stream")
+                    view = view[w:]
+                free.put(buf)
+                unsynced += n
+                if sync_every and unsynced >= sync_every:
+                    os.fdatasync(dst.fileno())
+                    unsynced = 0
         except BaseException as exc:  # noqa: BLE001 - re-raised in the reader below
             errors.append(exc)
-            # Drain so the reader never blocks on a full queue after a failure.
-            while q.get() is not None:
-                pass
+            # Keep handing buffers back so the reader never blocks after a failure.
+            while (item := full.get()) is not None:
+                free.put(item[0])
 
     t = threading.Thread(target=writer, name="sentenialx-writer", daemon=True)
     t.start()
     try:
         while not errors:
-            chunk = src.read(CHUNK)
-            if not chunk:
+            buf = free.get()
+            if readinto is not None:
+                n = readinto(buf)
+                if n is None:
+                    raise OSError("source would block; expected a file")
+            else:
+                chunk = src.read(CHUNK)
+                n = len(chunk)
+                memoryview(buf)[:n] = chunk
+            if not n:
                 break
-            q.put(chunk)
-            h.update(chunk)
-            size += len(chunk)
+            h.update(memoryview(buf)[:n])
+            full.put((buf, n))
+            size += n
             if progress:
-                progress(len(chunk))
+                progress(n)
     finally:
-        q.put(None)
+        full.put(None)
         t.join()
     if errors:
         raise errors[0]

@@ -203,6 +203,11 @@ class Hub(ReleaseMixin):
             StoreUnavailable: the folder or the index cannot be opened.
         """
         loc = location or os.environ.get("SENTENIALX_HUB") or DEFAULT_ROOT
+        if isinstance(loc, str) and loc.startswith(("http://", "https://")):
+            # A served hub: the same verbs over HTTP, token from $SENTENIALX_TOKEN.
+            from sentenialx.hub.remote import RemoteHub
+
+            return RemoteHub(loc)  # type: ignore[return-value]
         from sentenialx.hub.config import read_config
 
         cfg = read_config(Path(loc))
@@ -695,16 +700,12 @@ class Hub(ReleaseMixin):
         rep = verify_chain(events)
         if not rep.ok:
             return rep
-        from sentenialx.hub.state import check_signed_head
-
-        why = check_signed_head(self)
-        if why is not None:
-            return ChainReport(False, rep.count, rep.head, None, why)
+        # Review fix: compare the export first and the signed head last. A rewritten and
+        # re-hashed index is then named by its first differing event (the head only knows
+        # the newest one), and a missing events.jsonl no longer skips the head check.
         path = self.root / EVENTS_EXPORT
-        if not path.exists():
-            return rep
         by_seq = {e.seq: e for e in events}
-        with open(path, encoding="utf-8") as f:
+        with contextlib.suppress(FileNotFoundError), open(path, encoding="utf-8") as f:
             for n, line in enumerate(f, 1):
                 try:
                     exported = Event.from_dict(json.loads(line))
@@ -717,6 +718,11 @@ class Hub(ReleaseMixin):
                     return ChainReport(False, rep.count, rep.head, exported.seq,
                                        f"event {exported.seq}: {EVENTS_EXPORT} differs from the index"
                                        " (one of them was edited)")
+        from sentenialx.hub.state import check_signed_head
+
+        why = check_signed_head(self)
+        if why is not None:
+            return ChainReport(False, rep.count, rep.head, None, why)
         return rep
 
     def signed_state(self, *, ttl: timedelta = timedelta(minutes=10)) -> dict[str, Any]:
@@ -771,6 +777,13 @@ class Hub(ReleaseMixin):
                 os.fsync(f.fileno())
         seq, head = self.index.head()
         state = self.index.state()
+        from sentenialx.hub.state import signed_head_broken
+
+        if signed_head_broken(self):
+            # Review fix: never sign over a rewritten past. If the head the hub signed last no
+            # longer fits the chain, keep it as evidence for `log --verify` instead of
+            # vouching for the rewrite with the hub's key on the next ordinary write.
+            return
         doc = write_signed_head(self, {"seq": seq, "head": head, "generation": state["generation"],
                                        "hub_id": state["hub_id"]})
         self.local.put_small(HEAD_EXPORT, (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode())
@@ -962,7 +975,9 @@ class Hub(ReleaseMixin):
                                                    f" sha256 {f.sha256[:12]}…)", v.model,
                                                    v.version, f.sha256, ""))
                     continue
-                if st.size != f.size:
+                # Test-suite fix: deep mode hashes a resized file too, so its report names
+                # the actual digest beside the expected one (it used to say only "size=N").
+                if st.size != f.size and not deep:
                     report.problems.append(Problem(
                         "changed", key, f"{key}: size {st.size} differs from the manifest's {f.size}",
                         v.model, v.version, f.sha256, f"size={st.size}"))
@@ -982,9 +997,10 @@ class Hub(ReleaseMixin):
                 report.problems.append(Problem("missing", key, f"{key}: unreadable", v.model,
                                                v.version, f.sha256, ""))
             elif d.sha256 != f.sha256:
+                resized = f", size {d.size} not {f.size}" if d.size != f.size else ""
                 report.problems.append(Problem(
-                    "changed", key, f"{key}: sha256 mismatch (expected {f.sha256}, got {d.sha256})",
-                    v.model, v.version, f.sha256, d.sha256))
+                    "changed", key, f"{key}: sha256 mismatch (expected {f.sha256}, got {d.sha256}"
+                    f"{resized})", v.model, v.version, f.sha256, d.sha256))
             else:
                 fresh.append((key, st.size, st.mtime_ns, st.ino, st.ctime_ns, f.sha256))
         self.index.stat_cache_put(fresh)
@@ -1178,6 +1194,11 @@ class Hub(ReleaseMixin):
                 rep.removed += self.store.abort_uploads(older_than=cutoff_dt)
         elif self.store is not self.local:
             rep.removed += self.store.abandoned_uploads(older_than=cutoff_dt)
+        if not dry_run:
+            # Test-suite fix: a writer killed between its index commit and the registry.json
+            # rename leaves registry.json one change behind, so fsck after gc was not clean.
+            # registry.json is only a view of the index: regenerate it.
+            self.write_registry_json()
         return rep
 
     def _remove_empty_dirs(self) -> None:

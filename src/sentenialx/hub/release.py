@@ -62,6 +62,28 @@ class ReleaseMixin:
                     f"trust/policy.json (sha256 {actual[:12]}…) is not the policy the history"
                     f" recorded ({str(recorded)[:12]}…): it was edited outside sentenialx;"
                     " restore it or re-apply the change with `sentenialx keys`")
+            # Review fix: the recorded hash covers policy.json only, not trust/keys/<id>.pub,
+            # so a key file swapped for another key was trusted under the old id. Bind each
+            # hub key file to the id the policy names it by.
+            from sentenialx.hub.signing import key_id, load_public_key
+
+            for k in ts.keys():
+                if k.source != "hub" or not k.pem:
+                    continue
+                try:
+                    same = key_id(load_public_key(k.pem)) == k.key_id
+                except (InvalidInput, SignatureError, ValueError):
+                    same = False
+                if not same:
+                    raise SignatureError(
+                        f"trust/keys/{k.key_id[:12]}….pub is not the key the policy trusts under"
+                        " that id: it was replaced outside sentenialx; restore it or trust the"
+                        " key again with `sentenialx keys trust PUB`")
+        elif self.index.last_event("trust") is not None:
+            # Review fix: a deleted policy.json used to fall back to the defaults silently,
+            # dropping revocations, key scopes and stricter modes.
+            raise SignatureError("trust/policy.json is missing although the history records trust"
+                                 " changes: it was deleted outside sentenialx; restore it")
         return ts
 
     def save_trust(self, ts: TrustStore, *, action: str, detail: dict[str, Any],

@@ -136,6 +136,12 @@ class StateGuard:
     def check_doc(self, doc: dict[str, Any]) -> dict[str, Any]:
         """Like :meth:`check` for a state document in hand."""
         body = verify_doc(self.public_key, doc)
+        # Review fix: the hub key also signs registry.head.json and the per-event export
+        # signatures under the same DSSE type; only a state document may pass as a state
+        # (a signed head used to slip through to a KeyError on "expires").
+        if body.get("type") != STATE_TYPE:
+            raise StateError(f"the signed document is a {body.get('type') or 'non-state'} document,"
+                             " not a hub state; refusing")
         if self.hub_id is not None and body.get("hub_id") != self.hub_id:
             raise StateError(f"hub state is from hub {body.get('hub_id')}, not {self.hub_id}")
         self.hub_id = str(body.get("hub_id"))
@@ -161,6 +167,10 @@ def check_signed_head(hub: Any) -> str | None:
     """None if registry.head.json fits the chain (and its signature, if any); else why not."""
     p = hub.root / "registry.head.json"
     if not p.exists():
+        # Review fix: with a hub key the signed head must exist; deleting it used to hide a
+        # rewritten chain (the check was skipped).
+        if (hub.root / HUB_KEY).exists():
+            return "registry.head.json is missing although the hub has a key (deleted?)"
         return None
     try:
         doc = json.loads(p.read_text())
@@ -182,3 +192,25 @@ def check_signed_head(hub: Any) -> str | None:
         return (f"the chain's event {doc.get('seq')} no longer has the hash registry.head.json"
                 " recorded: the history was rewritten")
     return None
+
+
+def signed_head_broken(hub: Any) -> bool:
+    """True when registry.head.json carries a hub signature that fails or a head the chain lost.
+
+    Review fix helper: the hub must not re-sign the head over a rewritten chain (see
+    ``Hub._export_events``), or the next ordinary write would launder the rewrite.
+    """
+    p = hub.root / "registry.head.json"
+    try:
+        doc = json.loads(p.read_text())
+    except (OSError, ValueError):
+        return False
+    if not isinstance(doc, dict) or "sig" not in doc or not (hub.root / HUB_PUB).exists():
+        return False
+    from sentenialx.hub.signing import load_public_key
+
+    try:
+        verify_doc(load_public_key(hub.root / HUB_PUB), doc)
+    except StateError:
+        return True
+    return not hub.check_head(int(doc.get("seq", 0)), str(doc.get("head", "")))

@@ -134,6 +134,9 @@ def _register_commands() -> None:
     cli.add_command(_keys.keys)
     _models.models.add_command(_keys.sign)
     _models.models.add_command(_keys.promote)
+    from sentenialx.hub.cli import serve as _serve
+
+    _serve.register(_models.models)
 
 
 _register_commands()

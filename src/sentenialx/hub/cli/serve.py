@@ -1,0 +1,223 @@
+"""``sentenialx models serve``, ``token``, ``pull`` and ``push``: the hub over HTTP."""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import timedelta
+from typing import Any
+
+import click
+
+from sentenialx.hub.cli import HubGroup, console, hub_option, json_option, open_hub, print_json
+from sentenialx.hub.errors import InvalidInput
+
+_LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+def _size(text: str) -> int:
+    units = {"k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+    t = text.strip().lower().removesuffix("ib").removesuffix("b")
+    try:
+        if t and t[-1] in units:
+            return int(float(t[:-1]) * units[t[-1]])
+        return int(t)
+    except ValueError:
+        raise InvalidInput(f"size {text!r}: use bytes or a number with K, M, G (e.g. 8G)") from None
+
+
+def _duration(text: str) -> timedelta:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+    try:
+        if text and text[-1] in units:
+            return timedelta(seconds=float(text[:-1]) * units[text[-1]])
+        return timedelta(seconds=float(text))
+    except ValueError:
+        raise InvalidInput(f"duration {text!r}: use a number with s, m, h, d or w (e.g. 30d)"
+                           ) from None
+
+
+def _local_hub(hub_path: str | None) -> Any:
+    from sentenialx.hub.remote import is_remote
+
+    if is_remote(hub_path):
+        raise InvalidInput("this command works on the hub's own files: give --hub PATH on the"
+                           " server host, not a URL")
+    return open_hub(hub_path)
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to bind; anything but loopback exposes the hub to the network.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--anonymous-read", is_flag=True,
+              help="Let requests without a token read (never write).")
+@click.option("--max-upload", default="8G", show_default=True, metavar="SIZE",
+              help="Largest upload accepted (413 above it).")
+@click.option("--log-level", default="info", show_default=True,
+              type=click.Choice(["critical", "error", "warning", "info", "debug"]))
+@hub_option
+def serve(host: str, port: int, anonymous_read: bool, max_upload: str, log_level: str,
+          hub_path: str | None) -> None:
+    """Serve the hub: REST API (/api/v1, /openapi.json) and web pages, with token auth."""
+    import uvicorn
+
+    from sentenialx.hub.server import create_app
+    from sentenialx.hub.server.auth import list_tokens
+
+    hub = _local_hub(hub_path)
+    app = create_app(hub, anonymous_read=anonymous_read, max_upload_bytes=_size(max_upload))
+    active = [t for t in list_tokens(hub) if t.active]
+    if host not in _LOOPBACK:
+        click.echo(f"warning: serving on {host}: reachable from the network; put TLS in front",
+                   err=True)
+    if not active and not anonymous_read:
+        click.echo("note: no active token; create one with `sentenialx models token create"
+                   " NAME --scope read`", err=True)
+    click.echo(f"serving {hub.root} on http://{host}:{port} (API /api/v1, docs /api/docs)",
+               err=True)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_keep_alive=30)
+
+
+@click.group(cls=HubGroup)
+def token() -> None:
+    """Create, list and revoke API tokens (stored only as sha256 hashes)."""
+
+
+@token.command("create")
+@click.argument("name")
+@click.option("--scope", type=click.Choice(["read", "write", "admin"]), default="read",
+              show_default=True, help="read < write (register, alias, revoke) < admin (delete).")
+@click.option("--model", "models", multiple=True, metavar="NAME",
+              help="Limit the token to this model (repeatable; * and ? patterns allowed).")
+@click.option("--expires", metavar="DURATION", help="Lifetime, e.g. 30d or 12h (default: none).")
+@hub_option
+@json_option
+def token_create(name: str, scope: str, models: tuple[str, ...], expires: str | None,
+                 hub_path: str | None, as_json: bool) -> None:
+    """Create token NAME; the secret is printed once and never stored."""
+    from sentenialx.hub.server.auth import create_token
+
+    hub = _local_hub(hub_path)
+    secret, tok = create_token(hub, name, scope=scope, models=list(models) or None,
+                               expires_in=_duration(expires) if expires else None)
+    if as_json:
+        print_json(dict(tok.to_dict(), token=secret))
+        return
+    click.echo(secret)
+    limits = f" on {', '.join(tok.models)}" if tok.models else ""
+    click.echo(f"created token {name!r} ({scope}{limits}"
+               f"{', expires ' + tok.expires_at if tok.expires_at else ''}); it is shown only"
+               " now: keep it in $SENTENIALX_TOKEN", err=True)
+
+
+@token.command("list")
+@click.option("--all", "show_all", is_flag=True, help="Include revoked tokens.")
+@hub_option
+@json_option
+def token_list(show_all: bool, hub_path: str | None, as_json: bool) -> None:
+    """List tokens (names, scopes, limits; never secrets)."""
+    from sentenialx.hub.server.auth import list_tokens
+
+    rows = list_tokens(_local_hub(hub_path), include_revoked=show_all)
+    if as_json:
+        print_json([t.to_dict() for t in rows])
+        return
+    from rich.table import Table
+
+    t = Table("name", "scope", "models", "created", "expires", "last used", "status")
+    for tok in rows:
+        status = ("revoked" if tok.revoked_at else "active" if tok.active else "expired")
+        t.add_row(tok.name, tok.scope, ", ".join(tok.models) if tok.models else "all",
+                  tok.created_at[:19], (tok.expires_at or "-")[:19],
+                  (tok.last_used_at or "-")[:19], status)
+    console().print(t)
+
+
+@token.command("revoke")
+@click.argument("name")
+@hub_option
+def token_revoke(name: str, hub_path: str | None) -> None:
+    """Revoke token NAME; servers refuse it from their next request on."""
+    from sentenialx.hub.server.auth import revoke_token
+
+    tok = revoke_token(_local_hub(hub_path), name)
+    click.echo(f"revoked token {tok.name!r}")
+
+
+def _open_any(location: str | None) -> Any:
+    from sentenialx.hub.hub import Hub
+
+    return Hub.open(location)
+
+
+def _print_results(results: list[Any], as_json: bool) -> None:
+    if as_json:
+        print_json([r.to_dict() for r in results])
+        return
+    for r in results:
+        if r.status == "present":
+            click.echo(f"present {r.ref}  sha256:{r.digest[:12]}  (already there)")
+        else:
+            click.echo(f"copied  {r.ref}  sha256:{r.digest[:12]}  ({r.files_sent} of {r.files}"
+                       f" files sent, {_human(r.bytes_sent)}; {r.files_deduped} already there)"
+                       + (f"  aliases: {', '.join(r.aliases)}" if r.aliases else ""))
+
+
+def _copy(src: Any, dst: Any, refs: tuple[str, ...], include_revoked: bool, aliases: bool,
+          as_json: bool) -> None:
+    from sentenialx.hub._progress import byte_progress
+    from sentenialx.hub.transfer import copy_versions
+
+    enabled = os.environ.get("SENTENIALX_PROGRESS") == "1" or (
+        sys.stderr.isatty() and os.environ.get("SENTENIALX_PROGRESS") != "0")
+    with byte_progress("copy", 0, enabled=enabled) as progress:
+        results = copy_versions(src, dst, list(refs), include_revoked=include_revoked,
+                                aliases=aliases, progress=progress)
+    _print_results(results, as_json)
+
+
+@click.command()
+@click.argument("src")
+@click.argument("refs", nargs=-1, required=True)
+@click.option("--to", "to", envvar="SENTENIALX_HUB", default=None, metavar="HUB",
+              help="Destination hub: a folder or http(s) URL (default: $SENTENIALX_HUB or"
+                   " ./models/artifacts).")
+@click.option("--aliases", is_flag=True, help="Also set, here, the aliases naming each version"
+                                              " there.")
+@click.option("--include-revoked", is_flag=True, help="Also copy revoked versions named exactly.")
+@json_option
+def pull(src: str, refs: tuple[str, ...], to: str | None, aliases: bool, include_revoked: bool,
+         as_json: bool) -> None:
+    """Copy versions REFS (and their lineage) from hub SRC into this hub, verified."""
+    _copy(_open_any(src), _open_any(to), refs, include_revoked, aliases, as_json)
+
+
+@click.command()
+@click.argument("dest")
+@click.argument("refs", nargs=-1, required=True)
+@click.option("--aliases", is_flag=True, help="Also set, there, the aliases naming each version"
+                                              " here.")
+@click.option("--include-revoked", is_flag=True, help="Also copy revoked versions named exactly.")
+@hub_option
+@json_option
+def push(dest: str, refs: tuple[str, ...], aliases: bool, include_revoked: bool,
+         hub_path: str | None, as_json: bool) -> None:
+    """Copy versions REFS (and their lineage) from this hub to hub DEST, verified."""
+    _copy(_open_any(hub_path), _open_any(dest), refs, include_revoked, aliases, as_json)
+
+
+def register(models: click.Group) -> None:
+    """Add these commands to the ``models`` group."""
+    models.add_command(serve)
+    models.add_command(token)
+    models.add_command(pull)
+    models.add_command(push)

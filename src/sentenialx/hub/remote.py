@@ -1,0 +1,748 @@
+"""A served hub as a client sees it: :class:`RemoteHub`, the same verbs over HTTP.
+
+``Hub.open("http://host:8000")`` returns one; the token comes from
+``$SENTENIALX_TOKEN``. Reads return the same records as a local hub; files are
+downloaded into a local cache (``$SENTENIALX_CACHE`` or ``~/.cache/sentenialx``),
+keyed by sha256 and verified on arrival, so a pipeline on an edge host keeps
+working offline against what it last verified:
+
+```
+<cache>/blobs/sha256/ab/<sha256>            verified bytes, read-only
+<cache>/blobs/sha256/ab/<sha256>.partial    a download in progress (resumed with Range)
+<cache>/hubs/<host-port>/responses/...      the last answer to each read (for offline use)
+<cache>/hubs/<host-port>/files/<model>/...  the files of a version under their own names
+                                            (hardlinks to the blobs), as path() returns them
+```
+
+A download resumes where it stopped (``Range`` with ``If-Range`` = the sha256, so
+two different files can never be spliced) and the whole file is hashed before it
+is renamed into the cache; bytes that do not match are never used.
+
+Requires the ``server`` extra (httpx).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, BinaryIO, cast
+from urllib.parse import quote, urlsplit
+
+from sentenialx.hub import errors as E
+from sentenialx.hub.errors import (
+    HubError,
+    IntegrityError,
+    InvalidInput,
+    NotFound,
+    StoreUnavailable,
+)
+from sentenialx.hub.events import ChainReport, Event, verify_chain
+from sentenialx.hub.hashing import Progress, hash_file
+from sentenialx.hub.index.base import AliasInfo, AliasMove, VersionInfo
+from sentenialx.hub.manifest import FileEntry
+from sentenialx.hub.refs import parse_ref, validate_name, validate_relpath
+
+log = logging.getLogger("sentenialx.remote")
+
+CHUNK = 1024 * 1024
+RETRIES = 4
+"""How many times a broken download is resumed before giving up."""
+_STATUS_ERRORS: dict[int, type[HubError]] = {
+    400: InvalidInput, 401: E.Unauthenticated, 403: E.PermissionDenied, 404: NotFound,
+    409: E.Conflict, 413: E.TooLarge, 422: InvalidInput, 503: StoreUnavailable,
+}
+
+
+def default_cache_dir() -> Path:
+    """``$SENTENIALX_CACHE``, else ``$XDG_CACHE_HOME/sentenialx``, else ``~/.cache/sentenialx``."""
+    env = os.environ.get("SENTENIALX_CACHE")
+    if env:
+        return Path(env)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "sentenialx"
+
+
+def _httpx() -> Any:
+    return E.require("httpx", "server")
+
+
+def _version_from_doc(d: dict[str, Any]) -> VersionInfo:
+    try:
+        files = tuple(FileEntry.from_dict(f) for f in d.get("files", []))
+        return VersionInfo(0, str(d["model"]), str(d["version"]), "ready", bool(d["revoked"]),
+                           d.get("revoke_reason"), d.get("digest"), str(d["stem"]),
+                           str(d["layout"]), dict(d.get("metadata") or {}),
+                           dict(d.get("lineage") or {}), int(d.get("size", 0)),
+                           str(d.get("created_at", "")), str(d.get("created_by", "")), files)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise StoreUnavailable(f"the server sent a version record this client cannot read:"
+                               f" {exc}") from None
+
+
+class BlobCache:
+    """Verified files by sha256 on the local disk (shared by every remote hub)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path(self, sha256: str) -> Path:
+        """Where the verified bytes with this sha256 live."""
+        return self.root / "blobs" / "sha256" / sha256[:2] / sha256
+
+    def get(self, sha256: str, size: int) -> Path | None:
+        """The cached file if present and still what was verified, else None.
+
+        The stat recorded at verification (size, mtime, inode) is compared; if it
+        changed, the file is hashed again and dropped when it no longer matches.
+        """
+        p = self.path(sha256)
+        try:
+            st = p.stat()
+        except FileNotFoundError:
+            return None
+        if st.st_size != size:
+            self._drop(p)
+            return None
+        rec = p.with_name(sha256 + ".verified")
+        try:
+            known = json.loads(rec.read_text())
+            if known == [st.st_size, st.st_mtime_ns, st.st_ino]:
+                return p
+        except (OSError, ValueError):
+            pass
+        if hash_file(p).sha256 != sha256:
+            log.warning("cache: %s no longer matches its sha256; dropped", p)
+            self._drop(p)
+            return None
+        self._remember(p)
+        return p
+
+    def _remember(self, p: Path) -> None:
+        st = p.stat()
+        tmp = p.with_name(f".{p.name}.verified.{os.getpid()}")
+        tmp.write_text(json.dumps([st.st_size, st.st_mtime_ns, st.st_ino]))
+        os.replace(tmp, p.with_name(p.name + ".verified"))
+
+    @staticmethod
+    def _drop(p: Path) -> None:
+        for q in (p, p.with_name(p.name + ".verified")):
+            with contextlib.suppress(FileNotFoundError):
+                q.unlink()
+
+    @contextlib.contextmanager
+    def lock(self, sha256: str) -> Iterator[None]:
+        """Serialise downloads of one blob across processes (avoids wasted work only)."""
+        import fcntl
+
+        p = self.path(sha256).with_name(sha256 + ".lock")
+        p.parent.mkdir(parents=True, exist_ok=True)
+        with open(p, "a+") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            yield
+
+    def commit(self, partial: Path, sha256: str) -> Path:
+        """Make a fully received and verified partial file the cached copy."""
+        final = self.path(sha256)
+        with open(partial, "rb+") as f:
+            os.fsync(f.fileno())
+        os.chmod(partial, 0o444)
+        os.replace(partial, final)
+        self._remember(final)
+        return final
+
+
+class _RemoteIndexView:
+    """The few index reads the CLI makes directly, answered over HTTP."""
+
+    def __init__(self, hub: RemoteHub) -> None:
+        self._hub = hub
+
+    def all_ready_versions(self) -> list[VersionInfo]:
+        out: list[VersionInfo] = []
+        for m in self._hub.models():
+            out.extend(self._hub.versions(m["model"]))
+        return out
+
+
+class RemoteHub:
+    """A hub served by ``sentenialx models serve``, used like a local :class:`Hub`."""
+
+    def __init__(self, url: str, *, token: str | None = None,
+                 cache_dir: str | os.PathLike[str] | None = None, timeout: float = 60.0,
+                 retries: int = RETRIES) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise InvalidInput(f"hub URL {url!r} is not http(s)://HOST[:PORT]")
+        self.url = url.rstrip("/")
+        self.token = token if token is not None else os.environ.get("SENTENIALX_TOKEN")
+        self.cache = BlobCache(Path(cache_dir) if cache_dir else default_cache_dir())
+        self.retries = retries
+        key = parts.netloc.replace(":", "_").replace("@", "_") + (
+            "_" + hashlib.sha256(parts.path.encode()).hexdigest()[:8] if parts.path.strip("/")
+            else "")
+        self.hub_dir = self.cache.root / "hubs" / key
+        httpx = _httpx()
+        headers = {"User-Agent": "sentenialx-remote/1"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        self._http = httpx.Client(base_url=self.url + "/api/v1", headers=headers,
+                                  timeout=httpx.Timeout(timeout, connect=10.0))
+        self.index = _RemoteIndexView(self)
+
+    # -- plumbing ---------------------------------------------------------------------
+    def __repr__(self) -> str:
+        return f"RemoteHub({self.url!r})"
+
+    def close(self) -> None:
+        """Close connections."""
+        self._http.close()
+
+    def __enter__(self) -> RemoteHub:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def root(self) -> Path:
+        """Where this hub's files are materialised locally (see :meth:`path`)."""
+        return self.hub_dir / "files"
+
+    def _raise_for(self, resp: Any) -> None:
+        if resp.status_code < 400:
+            return
+        try:
+            err = resp.json()["error"]
+            type_, message = str(err["type"]), str(err["message"])
+        except (ValueError, KeyError, TypeError):
+            type_, message = "", f"HTTP {resp.status_code} from {self.url}: {resp.text[:200]}"
+        cls = getattr(E, type_, None)
+        if isinstance(cls, type) and issubclass(cls, HubError):
+            try:
+                raise cls(message)
+            except TypeError:
+                pass
+        raise _STATUS_ERRORS.get(resp.status_code, HubError)(message)
+
+    def _unreachable(self, exc: Exception) -> StoreUnavailable:
+        return StoreUnavailable(f"hub {self.url} is unreachable ({type(exc).__name__}: {exc})")
+
+    def _response_cache(self, path: str, params: dict[str, Any] | None) -> Path:
+        key = hashlib.sha256(json.dumps([path, params or {}], sort_keys=True).encode()).hexdigest()
+        return self.hub_dir / "responses" / f"{key}.json"
+
+    def _get(self, path: str, params: dict[str, Any] | None = None, *,
+             offline_ok: bool = True) -> Any:
+        """GET JSON; remember it, and fall back to the remembered answer when offline."""
+        httpx = _httpx()
+        params = {k: v for k, v in (params or {}).items() if v is not None}
+        cached = self._response_cache(path, params)
+        try:
+            resp = self._http.get(path, params=params)
+        except httpx.TransportError as exc:
+            if offline_ok and cached.exists():
+                log.warning("%s unreachable; using the answer cached at %s", self.url,
+                            time.ctime(cached.stat().st_mtime))
+                return json.loads(cached.read_text())
+            raise self._unreachable(exc) from None
+        self._raise_for(resp)
+        data = resp.json()
+        if offline_ok:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cached.with_name(f".{cached.name}.{os.getpid()}")
+            tmp.write_text(json.dumps(data))
+            os.replace(tmp, cached)
+        return data
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> Any:
+        httpx = _httpx()
+        try:
+            resp = self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise self._unreachable(exc) from None
+        self._raise_for(resp)
+        return resp.json()
+
+    @staticmethod
+    def _v(model: str, version: str) -> str:
+        return f"/models/{quote(model, safe='')}/versions/{quote(version, safe='')}"
+
+    # -- reads ------------------------------------------------------------------------
+    def whoami(self) -> dict[str, Any]:
+        """The token this client uses, as the server sees it."""
+        return cast(dict[str, Any], self._get("/whoami", offline_ok=False))
+
+    def models(self) -> list[dict[str, Any]]:
+        """Every model with its number of versions, latest version and aliases."""
+        return cast(list[dict[str, Any]], self._get("/models"))
+
+    def versions(self, model: str) -> list[VersionInfo]:
+        """Every version of a model (revoked included), oldest first.
+
+        Raises:
+            NotFound: unknown model.
+        """
+        validate_name(model)
+        return [_version_from_doc(d) for d in self._get(f"/models/{quote(model)}/versions")]
+
+    def resolve(self, ref: str, *, include_revoked: bool = False) -> VersionInfo:
+        """Resolve a ref on the server (or, offline, to what it resolved to last time).
+
+        Raises:
+            InvalidRef: the ref is malformed.
+            NotFound: nothing matches.
+            StoreUnavailable: the server is unreachable and this ref was never resolved.
+        """
+        parse_ref(str(ref))
+        return _version_from_doc(self._get("/resolve", {"ref": str(ref),
+                                                        "include_revoked": include_revoked
+                                                        or None}))
+
+    def aliases(self, model: str | None = None) -> list[AliasInfo]:
+        """Aliases of one model or of all."""
+        names = [model] if model else [m["model"] for m in self.models()]
+        out = []
+        for name in names:
+            for d in self._get(f"/models/{quote(name)}/aliases"):
+                out.append(AliasInfo(d["model"], d["alias"], d["version"], d["updated_at"],
+                                     d["updated_by"]))
+        return out
+
+    def alias_history(self, model: str, alias: str | None = None) -> list[AliasMove]:
+        """Every move of a model's aliases, oldest first."""
+        rows = self._get(f"/models/{quote(model)}/aliases/history", {"alias": alias})
+        return [AliasMove(d["id"], d["model"], d["alias"], d["version"], d["previous"], d["ts"],
+                          d["actor"]) for d in rows]
+
+    def events(self, *, model: str | None = None, limit: int | None = None) -> list[Event]:
+        """The history, oldest first."""
+        return [Event.from_dict(d) for d in self._get("/events", {"model": model, "limit": limit})]
+
+    def verify_log(self) -> ChainReport:
+        """Check the event chain the server sends (the whole chain needs an unlimited token)."""
+        return verify_chain(self.events())
+
+    def weights_entry(self, info: VersionInfo) -> FileEntry:
+        """The version's main weights file (first by path).
+
+        Raises:
+            NotFound: the version has no weights file.
+        """
+        w = info.manifest.weights()
+        if not w:
+            raise NotFound(f"{info.ref} has no weights file", what="file")
+        return w[0]
+
+    def diff(self, a: str, b: str) -> dict[str, Any]:
+        """Compare two versions (see :meth:`Hub.diff`)."""
+        from sentenialx.hub.hub import Hub
+
+        return Hub.diff(cast(Any, self), a, b)
+
+    def verify(self, ref: str | None = None, *, model: str | None = None, deep: bool = False,
+               progress: Progress | None = None) -> Any:
+        """Ask the server to check its stored bytes against the manifests.
+
+        Raises:
+            NotFound: the ref or model does not exist.
+        """
+        from sentenialx.hub.hub import Problem, VerifyReport
+
+        d = self._send("POST", "/verify", json={"ref": ref, "model": model, "deep": deep})
+        return VerifyReport(deep=bool(d["deep"]), versions=int(d["versions"]),
+                            files=int(d["files"]), hashed=int(d["hashed"]),
+                            bytes_hashed=int(d["bytes_hashed"]),
+                            problems=[Problem(**p) for p in d["problems"]])
+
+    # -- files ------------------------------------------------------------------------
+    def fetch(self, info: VersionInfo, entry: FileEntry, *, progress: Progress | None = None
+              ) -> Path:
+        """The verified cached copy of one file of a version, downloading what is missing.
+
+        Raises:
+            IntegrityError: the downloaded bytes do not match the manifest.
+            StoreUnavailable: the server is unreachable and the file is not cached.
+        """
+        hit = self.cache.get(entry.sha256, entry.size)
+        if hit is not None:
+            return hit
+        with self.cache.lock(entry.sha256):
+            hit = self.cache.get(entry.sha256, entry.size)
+            if hit is not None:
+                return hit
+            return self._download(info, entry, progress=progress)
+
+    def _download(self, info: VersionInfo, entry: FileEntry, *,
+                  progress: Progress | None) -> Path:
+        httpx = _httpx()
+        url = f"{self._v(info.model, info.version)}/files/{quote(entry.path)}"
+        final = self.cache.path(entry.sha256)
+        partial = final.with_name(entry.sha256 + ".partial")
+        h = hashlib.sha256()
+        have = 0
+        if partial.exists():
+            # Resume: the bytes we kept are hashed again, so a damaged partial file is
+            # caught by the final check like anything else.
+            have = partial.stat().st_size
+            if have > entry.size:
+                partial.unlink()
+                have = 0
+            else:
+                with open(partial, "rb") as f:
+                    for block in iter(lambda: f.read(CHUNK), b""):
+                        h.update(block)
+        failures = 0
+        while have < entry.size or (entry.size == 0 and not partial.exists()):
+            headers = {}
+            if have:
+                headers = {"Range": f"bytes={have}-", "If-Range": f'"{entry.sha256}"'}
+            try:
+                with self._http.stream("GET", url, headers=headers) as resp:
+                    if resp.status_code == 206 and have:
+                        start = resp.headers.get("content-range", "").split(" ")[-1].split("-")[0]
+                        if start != str(have):
+                            raise StoreUnavailable(f"{url}: server resumed at {start}, not {have}")
+                        mode = "ab"
+                    elif resp.status_code == 200:
+                        mode, have, h = "wb", 0, hashlib.sha256()
+                    else:
+                        resp.read()
+                        self._raise_for(resp)
+                        raise StoreUnavailable(f"{url}: unexpected HTTP {resp.status_code}")
+                    etag = resp.headers.get("etag", "").strip('"')
+                    if etag and etag != entry.sha256:
+                        raise IntegrityError(path=entry.path, expected=entry.sha256, actual=etag,
+                                             hint="the server sent another file")
+                    partial.parent.mkdir(parents=True, exist_ok=True)
+                    with open(partial, mode) as out:
+                        for chunk in resp.iter_raw(CHUNK):
+                            out.write(chunk)
+                            h.update(chunk)
+                            have += len(chunk)
+                            if have > entry.size:
+                                raise IntegrityError(path=entry.path, expected=entry.sha256,
+                                                     actual="",
+                                                     hint=f"more than {entry.size} bytes")
+                            if progress:
+                                progress(len(chunk))
+            except httpx.TransportError as exc:
+                failures += 1
+                if failures > self.retries:
+                    raise self._unreachable(exc) from None
+                log.info("download of %s broke at %d bytes (%s); resuming", entry.path, have, exc)
+                time.sleep(min(0.2 * failures, 2.0))
+                continue
+        if h.hexdigest() != entry.sha256:
+            partial.unlink(missing_ok=True)
+            raise IntegrityError(path=entry.path, expected=entry.sha256, actual=h.hexdigest(),
+                                 hint=f"the copy on {self.url} is damaged; its operator should"
+                                      f" run `sentenialx models fsck {info.model}`")
+        return self.cache.commit(partial, entry.sha256)
+
+    def _entry(self, info: VersionInfo, file: str | None) -> FileEntry:
+        if file is None:
+            return self.weights_entry(info)
+        for f in info.files:
+            if f.path == file or f.path.endswith("/" + file) or f.path == f"{info.stem}_{file}":
+                return f
+        raise NotFound(f"{info.ref} has no file {file!r}; files: "
+                       f"{', '.join(f.path for f in info.files)}", what="file")
+
+    def open_bytes(self, ref: str, *, file: str | None = None, include_revoked: bool = False,
+                   progress: Progress | None = None) -> bytes:
+        """Verified bytes of a version's file (default the weights), via the cache.
+
+        Raises:
+            NotFound: no such version or file.
+            IntegrityError: the bytes do not match the manifest.
+        """
+        info = self.resolve(ref, include_revoked=include_revoked)
+        entry = self._entry(info, file)
+        p = self.fetch(info, entry, progress=progress)
+        data = p.read_bytes()
+        # Verified on arrival, and again here: what is returned is what was hashed.
+        if hashlib.sha256(data).hexdigest() != entry.sha256:
+            self.cache._drop(p)
+            raise IntegrityError(path=entry.path, expected=entry.sha256,
+                                 actual=hashlib.sha256(data).hexdigest(),
+                                 hint="the cached copy changed; it was dropped, try again")
+        return data
+
+    open = open_bytes
+
+    def read_files(self, ref: str, *, include_revoked: bool = False,
+                   roles: Sequence[str] = ("weights", "config")) -> dict[str, bytes]:
+        """Verified bytes of every file of a version with one of ``roles``, keyed by path."""
+        info = self.resolve(ref, include_revoked=include_revoked)
+        return {f.path: self.open_bytes(info.ref, file=f.path, include_revoked=True)
+                for f in info.files if f.role in roles}
+
+    def load(self, ref: str, *, file: str | None = None, include_revoked: bool = False) -> Any:
+        """Load a version's weights from verified bytes (see :meth:`Hub.load`)."""
+        from sentenialx.hub.loaders import format_for, load_bytes
+
+        info = self.resolve(ref, include_revoked=include_revoked)
+        entry = self._entry(info, file)
+        fmt = format_for(entry.path) or str(info.meta.get("format") or "")
+        data = self.open_bytes(info.ref, file=entry.path, include_revoked=True)
+        return load_bytes(data, fmt=fmt, name=f"{info.ref}:{entry.path}")
+
+    def path(self, ref: str, *, progress: Progress | None = None) -> Path:
+        """A local path of the version's weights file (or folder), downloaded and verified.
+
+        The files keep their stored names under ``<cache>/hubs/<host>/files/<model>/``
+        (hardlinks to the verified blobs). Offline, the last resolution of ``ref`` and
+        the cached files are used.
+
+        Raises:
+            NotFound: nothing matches.
+            IntegrityError: a download does not match the manifest.
+            StoreUnavailable: offline and not cached.
+        """
+        info = self.resolve(ref)
+        base = self.root / info.model
+        if info.layout == "dir":
+            targets = [f for f in info.files if f.path.startswith(info.stem + "/")]
+            out = base / info.stem
+        else:
+            w = self.weights_entry(info)
+            targets, out = [w], base / w.path
+        for f in targets:
+            validate_relpath(f.path)
+            blob = self.fetch(info, f, progress=progress)
+            _link(blob, base / f.path)
+        return out
+
+    # -- writes -----------------------------------------------------------------------
+    def upload(self, model: str, spec: dict[str, Any], blobs: dict[str, Path], *,
+               progress: Progress | None = None) -> tuple[VersionInfo, list[str]]:
+        """Register a version from a spec, sending only files the server lacks.
+
+        ``blobs`` maps sha256 to a local file; it is only asked for what is sent.
+        Returns the new version and the sha256 of every file sent.
+
+        Raises:
+            InvalidInput, IntegrityError, AlreadyExists, PermissionDenied, TooLarge:
+                the server refused; nothing was stored.
+        """
+        validate_name(model)
+        declared = {f["sha256"]: f["size"] for f in spec["files"] + spec.get("attachments", [])}
+        check = self._send("POST", f"/models/{quote(model)}/blobs/check", json={
+            "files": [{"sha256": s, "size": n} for s, n in declared.items()]})
+        present = set(check["present"])
+        files: list[tuple[str, Any]] = [
+            ("spec", (None, json.dumps(spec).encode(), "application/json"))]
+        opened: list[_Reader] = []
+        sent: list[str] = []
+        try:
+            for sha in declared:
+                if sha in present:
+                    continue
+                reader = _Reader(open(blobs[sha], "rb"), progress)  # noqa: SIM115 - closed below
+                opened.append(reader)
+                files.append(("blob", (sha, reader, "application/octet-stream")))
+                sent.append(sha)
+            d = self._send("POST", f"/models/{quote(model)}/versions", files=files)
+        finally:
+            for r in opened:
+                r.close()
+        return _version_from_doc(d), sent
+
+    def register(self, model: str, path: str | os.PathLike[str], *, version: str | None = None,
+                 bump: str | None = None, metadata: dict[str, Any] | None = None,
+                 parents: Sequence[str] = (), data_digest: str | None = None,
+                 attachments: Sequence[tuple[str, str | os.PathLike[str]]] = (),
+                 alias: str | None = None, link: bool = False, actor: str | None = None,
+                 name: str | None = None, progress: Progress | None = None) -> VersionInfo:
+        """Register a local file or folder on the server (streamed, hashed, deduplicated).
+
+        ``link`` and ``actor`` are ignored: the server stores its own copy and records
+        the token as the actor.
+
+        Raises:
+            InvalidInput: a missing input; the server refused the spec.
+            AlreadyExists: the explicit version exists.
+            PermissionDenied: the token may not write this model.
+        """
+        del link, actor
+        validate_name(model)
+        src = Path(path)
+        if src.is_file():
+            layout, items = "file", [(src.name, src)]
+        elif src.is_dir():
+            layout, items = "dir", _walk(src)
+        else:
+            raise InvalidInput(f"input {str(src)!r} does not exist")
+        att = [(role, Path(p)) for role, p in attachments]
+        for _, p in att:
+            if not p.is_file():
+                raise InvalidInput(f"attachment {str(p)!r} does not exist or is not a file")
+        blobs: dict[str, Path] = {}
+
+        def digest(p: Path) -> dict[str, Any]:
+            d = hash_file(p)
+            blobs[d.sha256] = p
+            return {"size": d.size, "sha256": d.sha256}
+
+        spec = {
+            "layout": layout, "name": name or (src.stem if layout == "file" else src.name),
+            "version": version, "bump": bump, "metadata": metadata or {},
+            "parents": list(parents), "data_digest": data_digest, "alias": alias,
+            "files": [dict(digest(p), path=rel) for rel, p in items],
+            "attachments": [dict(digest(p), role=role, name=p.name) for role, p in att],
+        }
+        info, _ = self.upload(model, spec, blobs, progress=progress)
+        return info
+
+    def set_alias(self, ref: str, alias: str, *, expect: str | None = None,
+                  actor: str | None = None) -> str | None:
+        """Point ``alias`` at the version ``ref`` names; returns the previous version.
+
+        Raises:
+            NotFound: the ref does not resolve.
+            Conflict: the alias moved since the caller looked (``expect``).
+        """
+        del actor
+        r = parse_ref(ref)
+        d = self._send("PUT", f"/models/{quote(r.name)}/aliases/{quote(alias, safe='')}",
+                       json={"ref": str(r), "expect": expect})
+        return cast(str | None, d.get("previous"))
+
+    def remove_alias(self, model: str, alias: str, *, expect: str | None = None,
+                     actor: str | None = None) -> str:
+        """Remove an alias; returns the version it pointed at."""
+        del actor
+        params = {"expect": expect} if expect is not None else None
+        d = self._send("DELETE", f"/models/{quote(model)}/aliases/{quote(alias, safe='')}",
+                       params=params)
+        return str(d["version"])
+
+    def rollback(self, model: str, alias: str, *, actor: str | None = None) -> str:
+        """Move ``alias`` back to where it pointed before its last move."""
+        del actor
+        d = self._send("POST", f"/models/{quote(model)}/aliases/{quote(alias, safe='')}/rollback")
+        return str(d["version"])
+
+    def revoke(self, ref: str, *, reason: str, actor: str | None = None) -> VersionInfo:
+        """Revoke a version on the server."""
+        del actor
+        info = self.resolve(ref, include_revoked=True)
+        return _version_from_doc(self._send("POST", self._v(info.model, info.version) + "/revoke",
+                                            json={"reason": reason}))
+
+    def unrevoke(self, ref: str, *, actor: str | None = None) -> VersionInfo:
+        """Undo a revocation on the server."""
+        del actor
+        info = self.resolve(ref, include_revoked=True)
+        return _version_from_doc(self._send("POST",
+                                            self._v(info.model, info.version) + "/unrevoke"))
+
+    def delete(self, ref: str, *, confirm: bool = False, actor: str | None = None) -> VersionInfo:
+        """Delete a version on the server (needs an admin token).
+
+        Raises:
+            InvalidInput: ``confirm`` is not set.
+        """
+        del actor
+        info = self.resolve(ref, include_revoked=True)
+        if not confirm:
+            raise InvalidInput(f"deleting {info.ref} cannot be undone; pass --yes to confirm")
+        self._send("DELETE", self._v(info.model, info.version))
+        return info
+
+    # -- what only the hub's own host can do -------------------------------------------
+    def _local_only(self, verb: str) -> HubError:
+        return InvalidInput(f"`{verb}` works on the hub's own files; run it on the server host"
+                            f" with --hub PATH (this is {self.url})")
+
+    def fsck(self, *args: Any, **kwargs: Any) -> Any:
+        """Not available over HTTP."""
+        raise self._local_only("fsck")
+
+    def gc(self, *args: Any, **kwargs: Any) -> Any:
+        """Not available over HTTP."""
+        raise self._local_only("gc")
+
+    def export_registry(self, *args: Any, **kwargs: Any) -> Any:
+        """Not available over HTTP."""
+        raise self._local_only("export-registry")
+
+    def import_registry(self, *args: Any, **kwargs: Any) -> Any:
+        """Not available over HTTP."""
+        raise self._local_only("import-registry")
+
+
+class _Reader:
+    """A file wrapper that reports bytes read (httpx streams multipart parts from it)."""
+
+    def __init__(self, f: BinaryIO, progress: Progress | None) -> None:
+        self._f = f
+        self._progress = progress
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._f.read(n)
+        if self._progress and data:
+            self._progress(len(data))
+        return data
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._f.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._f.tell()
+
+    def fileno(self) -> int:
+        return self._f.fileno()
+
+    def close(self) -> None:
+        self._f.close()
+
+
+def _walk(src: Path) -> list[tuple[str, Path]]:
+    out = []
+    root = src.resolve()
+    for dirpath, _dirs, filenames in os.walk(src):
+        for fn in filenames:
+            p = Path(dirpath) / fn
+            if p.is_symlink() and not p.resolve().is_relative_to(root):
+                raise InvalidInput(f"{str(p)!r} is a symlink that escapes the input folder")
+            rel = p.relative_to(src).as_posix()
+            validate_relpath(rel)
+            out.append((rel, p))
+    if not out:
+        raise InvalidInput(f"input folder {str(src)!r} is empty")
+    return sorted(out)
+
+
+def _link(blob: Path, dest: Path) -> None:
+    """Make ``dest`` name the verified blob (hardlink, else copy), replacing atomically."""
+    try:
+        if dest.exists() and os.path.samefile(blob, dest):
+            return
+    except OSError:
+        pass
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(blob, tmp)
+    except OSError:
+        import shutil
+
+        shutil.copyfile(blob, tmp)
+        os.chmod(tmp, 0o444)
+    os.replace(tmp, dest)
+
+
+def is_remote(location: object) -> bool:
+    """True for an ``http(s)://`` hub location."""
+    return isinstance(location, str) and location.startswith(("http://", "https://"))
+
+
+__all__ = ["BlobCache", "RemoteHub", "default_cache_dir", "is_remote"]

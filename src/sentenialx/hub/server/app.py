@@ -1,0 +1,635 @@
+"""The hub over HTTP: ``create_app(hub)`` gives a FastAPI app with the REST API and the web pages.
+
+API (``/api/v1``, described at ``/openapi.json``)
+    Read (scope ``read``): models, versions, a ref resolved to a version, a
+    version's manifest and metadata, aliases and their history, events, file
+    downloads (``ETag`` = sha256, ``Range``, ``If-None-Match``, ``If-Range``) and
+    verify. Write (scope ``write``): register by streaming upload, alias moves
+    with an expected previous version, revoke and un-revoke. Admin: delete.
+
+Auth
+    ``Authorization: Bearer sxt_...`` (see :mod:`.auth`). Web pages also accept the
+    ``sx_token`` cookie set by ``/login`` (HttpOnly, SameSite=Strict); API writes
+    take the header only. Without ``anonymous_read`` a request without a token gets
+    401. Writes are recorded in the event history as ``token:<name>``.
+
+Errors
+    Every error is ``{"error": {"type", "message"}}`` with the status from
+    :data:`ERROR_STATUS`, the one table mapping hub errors to HTTP; an unexpected
+    exception is logged and answered with a 500 of the same shape, never a
+    traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Protocol
+
+import anyio
+from fastapi import Body, Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
+from starlette.staticfiles import StaticFiles
+
+from sentenialx.hub.errors import (
+    AlreadyExists,
+    Conflict,
+    GateFailed,
+    HubError,
+    IntegrityError,
+    InvalidInput,
+    MissingDependency,
+    NotFound,
+    PermissionDenied,
+    SignatureError,
+    StateError,
+    StoreUnavailable,
+    TooLarge,
+    Unauthenticated,
+    UnsafeArtifact,
+)
+from sentenialx.hub.hub import Hub
+from sentenialx.hub.index.base import VersionInfo
+from sentenialx.hub.manifest import FileEntry, Manifest
+from sentenialx.hub.refs import Version, parse_ref, validate_name, validate_relpath
+from sentenialx.hub.server import _upload
+from sentenialx.hub.server._download import file_response, store_opener
+from sentenialx.hub.server.auth import ANONYMOUS, Authenticator, Token
+
+log = logging.getLogger("sentenialx.server")
+
+HERE = Path(__file__).parent
+DEFAULT_MAX_UPLOAD = 8 * 1024**3
+"""Default upload limit (8 GiB): the largest request body a server accepts."""
+COOKIE = "sx_token"
+API = "/api/v1"
+
+ERROR_STATUS: dict[type[Exception], int] = {
+    Unauthenticated: 401,
+    PermissionDenied: 403,
+    NotFound: 404,
+    AlreadyExists: 409,
+    Conflict: 409,
+    GateFailed: 409,
+    StateError: 409,
+    TooLarge: 413,
+    InvalidInput: 400,  # InvalidName, InvalidRef, InvalidVersion too
+    # Raised on a request only for uploads whose bytes differ from what the client
+    # declared: the client's fault. Damage in the store shows in verify reports, and
+    # a download of a file whose size changed answers 503 (StoreUnavailable).
+    IntegrityError: 400,
+    SignatureError: 422,
+    UnsafeArtifact: 422,
+    MissingDependency: 501,
+    StoreUnavailable: 503,
+    HubError: 500,
+}
+"""The one table from hub errors to HTTP statuses (the most specific class wins)."""
+
+
+def status_for(exc: BaseException) -> int:
+    """The HTTP status for an error, by the first class of its MRO in :data:`ERROR_STATUS`."""
+    for cls in type(exc).__mro__:
+        if cls in ERROR_STATUS:
+            return ERROR_STATUS[cls]
+    return 500
+
+
+def error_body(type_: str, message: str, **extra: Any) -> dict[str, Any]:
+    """The JSON error shape."""
+    return {"error": {"type": type_, "message": message, **extra}}
+
+
+class Settings:
+    """What the operator chose when starting the server."""
+
+    def __init__(self, *, anonymous_read: bool, max_upload_bytes: int) -> None:
+        self.anonymous_read = anonymous_read
+        self.max_upload_bytes = max_upload_bytes
+
+
+# -- request bodies -------------------------------------------------------------------------
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AliasBody(_Body):
+    """Move an alias (compare-and-set with ``expect``)."""
+
+    ref: str = Field(description="The version to point at: MODEL@VERSION (or any ref of MODEL).",
+                     max_length=300)
+    expect: str | None = Field(None, max_length=200, description=(
+        "The version the alias must point at now ('' = must be unset); null = no check."))
+
+
+class RevokeBody(_Body):
+    """Why a version is revoked."""
+
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class VerifyBody(_Body):
+    """What to verify: one ref, one model, or (null, null) the whole hub."""
+
+    ref: str | None = Field(None, max_length=300)
+    model: str | None = Field(None, max_length=100)
+    deep: bool = Field(True, description="Re-hash every file (false trusts the stat cache).")
+
+
+class BlobQuery(_Body):
+    """Files a client is about to upload, by sha256 and size."""
+
+    files: list[dict[str, Any]] = Field(max_length=10000)
+
+
+# -- auth dependencies ----------------------------------------------------------------------
+class TokenChecker(Protocol):
+    """What the app needs to check a bearer secret (default: :class:`.auth.Authenticator`)."""
+
+    def authenticate(self, secret: str) -> Token:
+        """The token for ``secret``; raises :class:`Unauthenticated` if there is none."""
+
+
+_bearer = HTTPBearer(auto_error=False, description="A token from `sentenialx models token create`.")
+
+
+def _secret_from(request: Request, *, cookie: bool) -> str | None:
+    header = request.headers.get("authorization")
+    if header is not None:
+        scheme, _, value = header.strip().partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            raise Unauthenticated("use the header `Authorization: Bearer <token>`")
+        return value.strip()
+    if cookie:
+        return request.cookies.get(COOKIE) or None
+    return None
+
+
+def principal_of(request: Request, *, cookie: bool) -> Token:
+    """Who is asking: the token's record, or anonymous when allowed.
+
+    Raises:
+        Unauthenticated: no token (and no anonymous reads), or a bad one.
+    """
+    secret = _secret_from(request, cookie=cookie)
+    settings: Settings = request.app.state.settings
+    if secret is None:
+        if settings.anonymous_read:
+            return ANONYMOUS
+        raise Unauthenticated("this hub needs a token: send `Authorization: Bearer <token>`"
+                              " (the operator creates one with `sentenialx models token create`)")
+    auth: TokenChecker = request.app.state.auth
+    return auth.authenticate(secret)
+
+
+def api_principal(request: Request, _cred: Annotated[Any, Depends(_bearer)] = None) -> Token:
+    """The API's auth dependency: GET and HEAD also accept the web cookie."""
+    return principal_of(request, cookie=request.method in ("GET", "HEAD"))
+
+
+Principal = Annotated[Token, Depends(api_principal)]
+
+
+def hub_of(request: Request) -> Hub:
+    """The hub this app serves."""
+    hub: Hub = request.app.state.hub
+    return hub
+
+
+# -- helpers ----------------------------------------------------------------------------
+def _model(model: str) -> str:
+    return validate_name(model)
+
+
+def _version_info(hub: Hub, model: str, version: str, *, include_revoked: bool = True
+                  ) -> VersionInfo:
+    validate_name(model)
+    v = str(Version.parse(version))
+    return hub.resolve(f"{model}@{v}", include_revoked=include_revoked)
+
+
+def version_doc(hub: Hub, info: VersionInfo) -> dict[str, Any]:
+    """A version as the API returns it: :meth:`VersionInfo.to_dict` plus its aliases."""
+    d = info.to_dict()
+    d["aliases"] = sorted(a.alias for a in hub.aliases(info.model) if a.version == info.version)
+    d["ref"] = info.ref
+    return d
+
+
+def find_entry(info: VersionInfo, path: str) -> FileEntry:
+    """The manifest entry at ``path``.
+
+    Raises:
+        InvalidName: the path has ``..``, is absolute or has control characters.
+        NotFound: the version has no such file.
+    """
+    validate_relpath(path)
+    for f in info.files:
+        if f.path == path:
+            return f
+    raise NotFound(f"{info.ref} has no file {path!r}; files: "
+                   f"{', '.join(f.path for f in info.files)}", what="file", name=path)
+
+
+def stream_entry(request: Request, hub: Hub, info: VersionInfo, entry: FileEntry, *,
+                 content_type: str = "application/octet-stream", inline: bool = False
+                 ) -> Response:
+    """Stream a version's file from the store (ETag, Range, conditional requests).
+
+    Raises:
+        NotFound: the file is missing from the store.
+        StoreUnavailable: its size differs from the manifest.
+    """
+    size, opener = store_opener(hub.store, f"{info.model}/{entry.path}")
+    return file_response(request.headers, entry, size=size, opener=opener,
+                         filename=Path(entry.path).name, content_type=content_type,
+                         inline=inline)
+
+
+async def run(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run blocking hub work in a worker thread."""
+    return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))
+
+
+# -- the app ----------------------------------------------------------------------------
+def create_app(hub: Hub, *, tokens: TokenChecker | None = None, anonymous_read: bool = False,
+               max_upload_bytes: int = DEFAULT_MAX_UPLOAD) -> FastAPI:
+    """The FastAPI app serving ``hub``: the REST API, the web pages, the OpenAPI description.
+
+    Args:
+        hub: a local hub (the server reads and writes it directly).
+        tokens: how bearer tokens are checked; default the hub's own token table.
+        anonymous_read: let requests without a token read (never write).
+        max_upload_bytes: the largest upload accepted (413 above it).
+
+    Raises:
+        InvalidInput: ``hub`` is not a local hub, or the limit is not positive.
+    """
+    if not isinstance(hub, Hub):
+        raise InvalidInput("the server serves a local hub; open it with Hub.open(PATH)")
+    if max_upload_bytes <= 0:
+        raise InvalidInput("max_upload_bytes must be positive")
+    app = FastAPI(
+        title="Sentenial-X Model Hub",
+        version="1",
+        description="Versioned, verifiable model artifacts. Authenticate with"
+                    " `Authorization: Bearer <token>`.",
+        docs_url="/api/docs", redoc_url=None, openapi_url="/openapi.json",
+    )
+    app.state.hub = hub
+    app.state.auth = tokens or Authenticator(hub)
+    app.state.settings = Settings(anonymous_read=anonymous_read,
+                                  max_upload_bytes=max_upload_bytes)
+    _install_errors(app)
+    _install_security_headers(app)
+    _api_routes(app)
+    from sentenialx.hub.server import web
+
+    app.include_router(web.router)
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    return app
+
+
+def _wants_html(request: Request) -> bool:
+    path = request.url.path
+    if path.startswith(("/api/", "/openapi", "/healthz", "/static/")):
+        return False
+    return "text/html" in request.headers.get("accept", "")
+
+
+def _install_errors(app: FastAPI) -> None:
+    def respond(request: Request, status: int, type_: str, message: str,
+                **extra: Any) -> Response:
+        headers = {"WWW-Authenticate": 'Bearer realm="sentenialx"'} if status == 401 else {}
+        if _wants_html(request):
+            from sentenialx.hub.server import web
+
+            if status == 401:
+                return web.login_redirect(request)
+            return web.error_page(request, status, type_, message)
+        return JSONResponse(error_body(type_, message, **extra), status_code=status,
+                            headers=headers)
+
+    @app.exception_handler(HubError)
+    async def hub_error(request: Request, exc: HubError) -> Response:
+        status = status_for(exc)
+        if status >= 500:
+            log.error("%s %s: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
+        return respond(request, status, type(exc).__name__, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        details = [{"loc": [str(x) for x in e.get("loc", ())], "msg": str(e.get("msg", ""))}
+                   for e in exc.errors()[:20]]
+        first = "; ".join(f"{'.'.join(d['loc'])}: {d['msg']}" for d in details[:3])
+        return respond(request, 422, "ValidationError", f"invalid request: {first}",
+                       details=details)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        names = {404: "NotFound", 405: "MethodNotAllowed", 400: "BadRequest"}
+        message = str(exc.detail) if exc.detail else "error"
+        if exc.status_code == 404 and message == "Not Found":
+            message = f"no such page or endpoint: {request.url.path}"
+        resp = respond(request, exc.status_code, names.get(exc.status_code, "HTTPError"),
+                       message)
+        for k, v in (exc.headers or {}).items():
+            resp.headers[k] = v
+        return resp
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> Response:
+        log.exception("%s %s failed", request.method, request.url.path)
+        return JSONResponse(error_body("InternalError", "internal error; the server log has"
+                                       " the details"), status_code=500)
+
+
+def _install_security_headers(app: FastAPI) -> None:
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next: Callable[[Request], Any]) -> Any:
+        request.state.nonce = secrets.token_urlsafe(16)
+        response = await call_next(request)
+        h = response.headers
+        h.setdefault("X-Content-Type-Options", "nosniff")
+        h.setdefault("Referrer-Policy", "no-referrer")
+        h.setdefault("X-Frame-Options", "DENY")
+        if h.get("content-type", "").startswith("text/html"):
+            # Script runs only with this response's nonce: a report that slipped past
+            # the sanitiser still could not run any.
+            h.setdefault("Content-Security-Policy",
+                         "default-src 'none'; img-src 'self' data:; style-src 'self';"
+                         f" script-src 'nonce-{request.state.nonce}'; form-action 'self';"
+                         " base-uri 'none'; frame-ancestors 'none'")
+        return response
+
+
+def _api_routes(app: FastAPI) -> None:  # noqa: C901 - one place lists every endpoint
+    @app.get("/healthz", tags=["meta"], summary="Liveness (no token needed)")
+    def healthz() -> dict[str, Any]:
+        return {"ok": True}
+
+    @app.get(f"{API}/whoami", tags=["meta"], summary="The token this request uses")
+    def whoami(tok: Principal) -> dict[str, Any]:
+        return tok.to_dict()
+
+    # -- read -------------------------------------------------------------------------
+    @app.get(f"{API}/models", tags=["read"], summary="Models with latest version and aliases")
+    def list_models(request: Request, tok: Principal) -> list[dict[str, Any]]:
+        return [m for m in hub_of(request).models() if tok.may_see(m["model"])]
+
+    @app.get(f"{API}/models/{{model}}/versions", tags=["read"],
+             summary="Every version of a model (revoked included), oldest first")
+    def list_versions(request: Request, model: str, tok: Principal) -> list[dict[str, Any]]:
+        _model(model)
+        tok.check("read", model)
+        hub = hub_of(request)
+        return [version_doc(hub, v) for v in hub.versions(model)]
+
+    @app.get(f"{API}/resolve", tags=["read"], summary="Resolve a ref to a version")
+    def resolve(request: Request, tok: Principal,
+                ref: Annotated[str, Query(max_length=300,
+                                          description="MODEL, MODEL@VERSION, MODEL@ALIAS,"
+                                                      " MODEL@RANGE or MODEL@sha256:DIGEST")],
+                include_revoked: bool = False) -> dict[str, Any]:
+        r = parse_ref(ref)
+        tok.check("read", r.name)
+        hub = hub_of(request)
+        return version_doc(hub, hub.resolve(r, include_revoked=include_revoked))
+
+    @app.get(f"{API}/models/{{model}}/versions/{{version}}", tags=["read"],
+             summary="One version: files, metadata, lineage, aliases")
+    def get_version(request: Request, model: str, version: str, tok: Principal) -> dict[str, Any]:
+        _model(model)
+        tok.check("read", model)
+        hub = hub_of(request)
+        return version_doc(hub, _version_info(hub, model, version))
+
+    @app.get(f"{API}/models/{{model}}/versions/{{version}}/manifest", tags=["read"],
+             summary="The canonical manifest; its sha256 is the version digest")
+    def get_manifest(request: Request, model: str, version: str,
+                     tok: Principal) -> dict[str, Any]:
+        _model(model)
+        tok.check("read", model)
+        info = _version_info(hub_of(request), model, version)
+        m = Manifest(info.files)
+        return dict(m.to_dict(), digest=m.digest)
+
+    @app.get(f"{API}/models/{{model}}/versions/{{version}}/metadata", tags=["read"],
+             summary="Metadata and lineage")
+    def get_metadata(request: Request, model: str, version: str,
+                     tok: Principal) -> dict[str, Any]:
+        _model(model)
+        tok.check("read", model)
+        info = _version_info(hub_of(request), model, version)
+        return {"model": info.model, "version": info.version, "digest": info.digest,
+                "metadata": info.meta, "lineage": info.lineage}
+
+    files_path = f"{API}/models/{{model}}/versions/{{version}}/files/{{path:path}}"
+    file_responses: dict[int | str, dict[str, Any]] = {
+        200: {"content": {"application/octet-stream": {}}},
+        206: {"description": "Partial content"}, 304: {"description": "Not modified"},
+        416: {"description": "Range not satisfiable"}}
+
+    @app.head(files_path, tags=["read"], response_class=Response, responses=file_responses,
+              operation_id="head_file", summary="A file's headers (size, ETag) without its bytes")
+    @app.get(files_path, tags=["read"], response_class=Response, responses=file_responses,
+             operation_id="download_file",
+             summary="Download a file (ETag = sha256; Range, If-None-Match, If-Range)")
+    def download(request: Request, model: str, version: str, path: str,
+                 tok: Principal) -> Response:
+        _model(model)
+        tok.check("read", model)
+        hub = hub_of(request)
+        info = _version_info(hub, model, version)
+        return stream_entry(request, hub, info, find_entry(info, path))
+
+    @app.get(f"{API}/models/{{model}}/aliases", tags=["read"], summary="A model's aliases")
+    def list_aliases(request: Request, model: str, tok: Principal) -> list[dict[str, Any]]:
+        _model(model)
+        tok.check("read", model)
+        return [a.to_dict() for a in hub_of(request).aliases(model)]
+
+    @app.get(f"{API}/models/{{model}}/aliases/history", tags=["read"],
+             summary="Every move of a model's aliases, oldest first")
+    def alias_history(request: Request, model: str, tok: Principal,
+                      alias: Annotated[str | None, Query(max_length=100)] = None
+                      ) -> list[dict[str, Any]]:
+        _model(model)
+        if alias is not None:
+            validate_name(alias, what="alias")
+        tok.check("read", model)
+        return [m.to_dict() for m in hub_of(request).alias_history(model, alias)]
+
+    @app.get(f"{API}/events", tags=["read"], summary="The hash-chained history, oldest first")
+    def events(request: Request, tok: Principal,
+               model: Annotated[str | None, Query(max_length=100)] = None,
+               limit: Annotated[int | None, Query(ge=1, le=100000)] = None
+               ) -> list[dict[str, Any]]:
+        if model is not None:
+            _model(model)
+            tok.check("read", model)
+        else:
+            tok.check("read")
+        evs = hub_of(request).events(model=model, limit=limit)
+        return [e.to_dict() for e in evs if tok.may_see(e.model)]
+
+    @app.post(f"{API}/verify", tags=["read"],
+              summary="Check stored bytes against the manifests now")
+    async def verify(request: Request, tok: Principal,
+                     body: Annotated[VerifyBody, Body()]) -> dict[str, Any]:
+        hub = hub_of(request)
+        if body.ref is not None:
+            tok.check("read", parse_ref(body.ref).name)
+        elif body.model is not None:
+            tok.check("read", _model(body.model))
+        else:
+            tok.check("read")
+        rep = await run(hub.verify, body.ref, model=body.model, deep=body.deep)
+        return dict(rep.to_dict())
+
+    # -- write ------------------------------------------------------------------------
+    @app.post(f"{API}/models/{{model}}/blobs/check", tags=["write"],
+              summary="Which of these files (sha256, size) the hub already holds")
+    def blobs_check(request: Request, model: str, tok: Principal,
+                    body: Annotated[BlobQuery, Body()]) -> dict[str, Any]:
+        _model(model)
+        tok.check("write", model)
+        hub = hub_of(request)
+        present = []
+        for item in body.files:
+            sha, size = item.get("sha256"), item.get("size")
+            if not isinstance(sha, str) or not isinstance(size, int) or isinstance(size, bool):
+                raise InvalidInput("each file needs 'sha256' (hex) and 'size' (integer)")
+            if _upload.find_stored(hub, sha.lower(), size, tok) is not None:
+                present.append(sha.lower())
+        return {"present": present}
+
+    @app.post(f"{API}/models/{{model}}/versions", tags=["write"], status_code=201,
+              summary="Register a version by streaming upload (multipart: spec, then blobs)",
+              openapi_extra={"requestBody": {"required": True, "content": {
+                  "multipart/form-data": {"schema": {
+                      "type": "object", "required": ["spec"],
+                      "properties": {
+                          "spec": {"type": "string", "description": (
+                              "JSON: layout, name, version|bump, metadata, parents,"
+                              " data_digest, alias, digest, files[{path,size,sha256}],"
+                              " attachments[{role,name,size,sha256}]")},
+                          "blob": {"type": "array", "items": {
+                              "type": "string", "format": "binary"},
+                              "description": "File contents; each part's filename is its"
+                                             " sha256"}}}}}}})
+    async def register(request: Request, model: str, tok: Principal) -> Response:
+        _model(model)
+        tok.check("write", model)
+        hub = hub_of(request)
+        settings: Settings = request.app.state.settings
+        boundary = _upload.boundary_of(request.headers.get("content-type", ""))
+        limit = settings.max_upload_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise TooLarge(f"upload of {declared} bytes is larger than this server's limit of"
+                           f" {limit} bytes")
+        staging = await run(_upload.new_staging, hub)
+        sink = _upload.UploadSink(staging, boundary)
+        try:
+            received = 0
+            pending: list[bytes] = []
+            buffered = 0
+            async for chunk in request.stream():
+                received += len(chunk)
+                if received > limit:
+                    raise TooLarge(f"upload is larger than this server's limit of {limit}"
+                                   " bytes; nothing was stored")
+                pending.append(chunk)
+                buffered += len(chunk)
+                if buffered >= 1024 * 1024:
+                    await run(sink.write, b"".join(pending))
+                    pending, buffered = [], 0
+            if pending:
+                await run(sink.write, b"".join(pending))
+            spec = await run(sink.finish)
+            info = await run(_upload.register_staged, hub, model, spec, sink, token=tok)
+        except ClientDisconnect:
+            # Nothing to answer: the client is gone. The finally below removes every
+            # byte it sent; no index row was written.
+            log.info("upload to %s: client disconnected; nothing stored", model)
+            return Response(status_code=400)
+        finally:
+            sink.close()
+            await run(_upload.remove_staging, staging)
+        doc = version_doc(hub, info)
+        return JSONResponse(doc, status_code=201, headers={
+            "Location": f"{API}/models/{info.model}/versions/{info.version}"})
+
+    @app.put(f"{API}/models/{{model}}/aliases/{{alias}}", tags=["write"],
+             summary="Point an alias at a version (compare-and-set with expect)")
+    def set_alias(request: Request, model: str, alias: str, tok: Principal,
+                  body: Annotated[AliasBody, Body()]) -> dict[str, Any]:
+        _model(model)
+        tok.check("write", model)
+        r = parse_ref(body.ref)
+        if r.name != model:
+            raise InvalidInput(f"ref {body.ref!r} names model {r.name!r}, not {model!r}")
+        hub = hub_of(request)
+        prev = hub.set_alias(str(r), alias, expect=body.expect, actor=tok.actor)
+        a = hub.index.get_alias(model, alias)
+        return {"model": model, "alias": alias, "version": a.version, "previous": prev}
+
+    @app.delete(f"{API}/models/{{model}}/aliases/{{alias}}", tags=["write"],
+                summary="Remove an alias")
+    def remove_alias(request: Request, model: str, alias: str, tok: Principal,
+                     expect: Annotated[str | None, Query(max_length=200)] = None
+                     ) -> dict[str, Any]:
+        _model(model)
+        tok.check("write", model)
+        v = hub_of(request).remove_alias(model, alias, expect=expect, actor=tok.actor)
+        return {"model": model, "alias": alias, "version": v}
+
+    @app.post(f"{API}/models/{{model}}/aliases/{{alias}}/rollback", tags=["write"],
+              summary="Move an alias back to where it pointed before its last move")
+    def rollback_alias(request: Request, model: str, alias: str,
+                       tok: Principal) -> dict[str, Any]:
+        _model(model)
+        tok.check("write", model)
+        v = hub_of(request).rollback(model, alias, actor=tok.actor)
+        return {"model": model, "alias": alias, "version": v}
+
+    @app.post(f"{API}/models/{{model}}/versions/{{version}}/revoke", tags=["write"],
+              summary="Revoke a version (kept, no longer resolved)")
+    def revoke(request: Request, model: str, version: str, tok: Principal,
+               body: Annotated[RevokeBody, Body()]) -> dict[str, Any]:
+        _model(model)
+        tok.check("write", model)
+        hub = hub_of(request)
+        info = _version_info(hub, model, version)
+        return version_doc(hub, hub.revoke(info.ref, reason=body.reason, actor=tok.actor))
+
+    @app.post(f"{API}/models/{{model}}/versions/{{version}}/unrevoke", tags=["write"],
+              summary="Undo a revocation")
+    def unrevoke(request: Request, model: str, version: str, tok: Principal) -> dict[str, Any]:
+        _model(model)
+        tok.check("write", model)
+        hub = hub_of(request)
+        info = _version_info(hub, model, version)
+        return version_doc(hub, hub.unrevoke(info.ref, actor=tok.actor))
+
+    @app.delete(f"{API}/models/{{model}}/versions/{{version}}", tags=["admin"],
+                summary="Delete a version and its files (admin)")
+    def delete(request: Request, model: str, version: str, tok: Principal) -> dict[str, Any]:
+        _model(model)
+        tok.check("admin", model)
+        hub = hub_of(request)
+        info = _version_info(hub, model, version)
+        gone = hub.delete(info.ref, confirm=True, actor=tok.actor)
+        return {"deleted": gone.ref, "digest": gone.digest}
+
+
+__all__ = ["ERROR_STATUS", "create_app", "status_for"]

@@ -1,0 +1,333 @@
+"""Copying versions between two hubs, local or remote: ``pull`` and ``push``.
+
+A copied version keeps its version number, metadata, lineage and files, so its
+manifest, and therefore its digest, is the same on both sides; that is checked
+after every copy. Parents named in its lineage are copied first (registering a
+version needs its parents to resolve). Files whose bytes the destination already
+holds are not sent (dedup by sha256 and size), and every byte that is sent is
+hashed on arrival: a remote destination checks each upload against the declared
+sha256, a local one hashes while storing, and the final digest comparison covers
+both.
+
+Signatures (``.sig`` sidecars) are not copied yet; sign again on the destination.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sentenialx.hub.errors import Conflict, HubError, IntegrityError, InvalidInput, NotFound
+from sentenialx.hub.hashing import Progress
+from sentenialx.hub.index.base import VersionInfo
+from sentenialx.hub.manifest import FileEntry
+from sentenialx.hub.remote import RemoteHub
+
+AnyHub = Any
+"""A :class:`~sentenialx.hub.hub.Hub` or a :class:`RemoteHub`."""
+
+
+@dataclass(slots=True)
+class CopyResult:
+    """What happened to one version."""
+
+    ref: str
+    status: str  # copied | present
+    digest: str
+    files: int = 0
+    files_sent: int = 0
+    bytes_sent: int = 0
+    files_deduped: int = 0
+    aliases: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-dict form."""
+        return {"ref": self.ref, "status": self.status, "digest": self.digest,
+                "files": self.files, "files_sent": self.files_sent,
+                "bytes_sent": self.bytes_sent, "files_deduped": self.files_deduped,
+                "aliases": self.aliases}
+
+
+@dataclass(frozen=True, slots=True)
+class _Layout:
+    """How a version's manifest maps back to register's inputs."""
+
+    base: str
+    main: tuple[tuple[str, FileEntry], ...]  # (path inside the input, entry)
+    attachments: tuple[tuple[str, FileEntry], ...]  # (attachment name, entry)
+
+
+def _layout(info: VersionInfo) -> _Layout:
+    """Split a manifest into register's inputs; refuse what register could not reproduce.
+
+    Raises:
+        InvalidInput: the files do not follow register's naming (``<stem>...``).
+    """
+    suffix = f"_v{info.version}"
+    if not info.stem.endswith(suffix):
+        raise InvalidInput(f"{info.ref}: stem {info.stem!r} does not end in {suffix!r};"
+                           " it cannot be copied with the same file names")
+    base = info.stem[: -len(suffix)]
+    main: list[tuple[str, FileEntry]] = []
+    att: list[tuple[str, FileEntry]] = []
+    for f in info.files:
+        if info.layout == "dir" and f.path.startswith(info.stem + "/"):
+            main.append((f.path[len(info.stem) + 1:], f))
+        elif f.path.startswith(info.stem + "_"):
+            att.append((f.path[len(info.stem) + 1:], f))
+        elif info.layout == "file" and f.role == "weights" and (
+                f.path == info.stem or f.path[len(info.stem):].startswith(".")) and \
+                f.path.startswith(info.stem):
+            main.append((f.path, f))
+        else:
+            raise InvalidInput(f"{info.ref}: file {f.path!r} does not follow register's naming;"
+                               " it cannot be copied")
+    if not main or (info.layout == "file" and len(main) != 1):
+        raise InvalidInput(f"{info.ref}: no main file to copy")
+    return _Layout(base, tuple(main), tuple(att))
+
+
+def _find(hub: AnyHub, model: str, version: str) -> VersionInfo | None:
+    try:
+        return hub.resolve(f"{model}@{version}", include_revoked=True)  # type: ignore[no-any-return]
+    except NotFound:
+        return None
+
+
+def _parent_refs(dst: AnyHub, info: VersionInfo) -> list[str]:
+    """Parents as register takes them, naming the same versions in the destination.
+
+    The original ref text is kept when it resolves to the same version there (so the
+    lineage is identical); otherwise the exact ``model@version`` is used.
+    """
+    out = []
+    for p in info.lineage.get("parents", []) or []:
+        role, model, version = str(p.get("role") or "parent"), str(p["model"]), str(p["version"])
+        ref = str(p.get("ref") or f"{model}@{version}")
+        try:
+            v = dst.resolve(ref)
+            if (v.model, v.version) != (model, version):
+                ref = f"{model}@{version}"
+        except HubError:
+            ref = f"{model}@{version}"
+        out.append(f"{role}={ref}")
+    return out
+
+
+def _source_path(src: AnyHub, info: VersionInfo, entry: FileEntry, *,
+                 progress: Progress | None, spooled: list[Path]) -> Path:
+    """A local file with the entry's bytes: the store's own file, or the verified cache copy."""
+    if isinstance(src, RemoteHub):
+        return src.fetch(info, entry, progress=progress)
+    key = f"{info.model}/{entry.path}"
+    local = src.store.local_path(key)
+    if local is not None:
+        return Path(local)
+    # A store without local files (S3): spool to a temporary file, removed after the copy.
+    fd, name = tempfile.mkstemp(prefix="sentenialx-copy-")
+    with os.fdopen(fd, "wb") as out, src.store.open_read(key) as f:
+        shutil.copyfileobj(f, out, 1024 * 1024)
+    spooled.append(Path(name))
+    return Path(name)
+
+
+def _place(src: Path, dst: Path, *, symlink_ok: bool) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:
+        if symlink_ok:
+            os.symlink(src, dst)
+        else:
+            shutil.copyfile(src, dst)
+
+
+def _stored_key(dst: AnyHub, entry: FileEntry) -> str | None:
+    hit = dst.index.find_file_by_sha(entry.sha256, entry.size)
+    return f"{hit[0]}/{hit[1]}" if hit else None
+
+
+def _copy_local(src: AnyHub, dst: AnyHub, info: VersionInfo, *, actor: str | None,
+                progress: Progress | None, spooled: list[Path]
+                ) -> tuple[VersionInfo, CopyResult]:
+    lay = _layout(info)
+    res = CopyResult(info.ref, "copied", str(info.digest), files=len(info.files))
+    staging = Path(tempfile.mkdtemp(prefix=".tmp-pull-", dir=dst.root))
+    try:
+        def source(entry: FileEntry) -> Path:
+            key = _stored_key(dst, entry)
+            local = dst.store.local_path(key) if key else None
+            if local is not None and Path(local).is_file():
+                res.files_deduped += 1
+                return Path(local)
+            res.files_sent += 1
+            res.bytes_sent += entry.size
+            return _source_path(src, info, entry, progress=progress, spooled=spooled)
+
+        if info.layout == "file":
+            rel, entry = lay.main[0]
+            main = staging / "in" / rel
+            _place(source(entry), main, symlink_ok=True)
+        else:
+            main = staging / "in" / lay.base
+            for rel, entry in lay.main:
+                _place(source(entry), main / rel, symlink_ok=False)
+        attachments: list[tuple[str, str | os.PathLike[str]]] = []
+        for i, (name, entry) in enumerate(lay.attachments):
+            p = staging / "att" / str(i) / name
+            _place(source(entry), p, symlink_ok=True)
+            attachments.append((entry.role, p))
+        # register copies (never links) from the staging names, hashing every byte on
+        # the way in: the destination's files are its own inodes, verified on arrival.
+        done = dst.register(info.model, main, version=info.version, metadata=info.meta,
+                            parents=_parent_refs(dst, info),
+                            data_digest=info.lineage.get("data_digest"),
+                            attachments=attachments, actor=actor, name=lay.base,
+                            progress=progress)
+    finally:
+        _rmtree(staging)
+    return done, res
+
+
+def _copy_remote(src: AnyHub, dst: RemoteHub, info: VersionInfo, *,
+                 progress: Progress | None, spooled: list[Path]
+                 ) -> tuple[VersionInfo, CopyResult]:
+    lay = _layout(info)
+    res = CopyResult(info.ref, "copied", str(info.digest), files=len(info.files))
+    spec = {
+        "layout": info.layout, "name": lay.base, "version": info.version,
+        "metadata": info.meta, "parents": _parent_refs(dst, info),
+        "data_digest": info.lineage.get("data_digest"), "digest": info.digest,
+        "files": [{"path": rel, "size": e.size, "sha256": e.sha256} for rel, e in lay.main],
+        "attachments": [{"role": e.role, "name": n, "size": e.size, "sha256": e.sha256}
+                        for n, e in lay.attachments],
+    }
+
+    class _LazyBlobs(dict[str, Path]):
+        # Only files the server lacks are fetched from the source (and counted).
+        def __missing__(self, sha: str) -> Path:
+            entry = next(f for f in info.files if f.sha256 == sha)
+            p = _source_path(src, info, entry, progress=progress, spooled=spooled)
+            self[sha] = p
+            return p
+
+    done, sent = dst.upload(info.model, spec, _LazyBlobs(), progress=progress)
+    sizes = {f.sha256: f.size for f in info.files}
+    res.files_sent = sum(1 for f in info.files if f.sha256 in sent)
+    res.bytes_sent = sum(sizes[s] for s in sent)
+    res.files_deduped = len(info.files) - res.files_sent
+    return done, res
+
+
+def copy_versions(src: AnyHub, dst: AnyHub, refs: Sequence[str], *,
+                  include_revoked: bool = False, aliases: bool = False,
+                  actor: str | None = None, progress: Progress | None = None
+                  ) -> list[CopyResult]:
+    """Copy the versions ``refs`` name (and their lineage parents) from ``src`` to ``dst``.
+
+    Args:
+        src: the hub to read (local :class:`Hub` or :class:`RemoteHub`).
+        dst: the hub to write.
+        refs: refs resolved in ``src`` (``distill@production``...).
+        include_revoked: also copy revoked versions named exactly (their revocation is
+            copied too).
+        aliases: also point, in ``dst``, the aliases that name each copied version in
+            ``src``.
+        actor: who the destination records (a remote one records its token).
+        progress: called with byte counts.
+
+    Raises:
+        NotFound: a ref does not resolve in ``src``.
+        Conflict: ``dst`` holds the same version number with other content.
+        IntegrityError: a copy's digest differs from the source's.
+        PermissionDenied: a token may not read or write what this needs.
+    """
+    if not refs:
+        raise InvalidInput("name at least one ref to copy")
+    results: list[CopyResult] = []
+    seen: set[str] = set()
+    revoked: list[VersionInfo] = []
+    spooled: list[Path] = []
+
+    def one(ref: str, *, want_revoked: bool, with_aliases: bool) -> None:
+        info = src.resolve(ref, include_revoked=want_revoked)
+        if info.ref in seen:
+            return
+        seen.add(info.ref)
+        for p in info.lineage.get("parents", []) or []:
+            one(f"{p['model']}@{p['version']}", want_revoked=True, with_aliases=False)
+        have = _find(dst, info.model, info.version)
+        if have is not None:
+            if have.digest != info.digest:
+                raise Conflict(f"{info.ref} exists in the destination with digest"
+                               f" {str(have.digest)[:12]}…, not {str(info.digest)[:12]}…;"
+                               " versions are immutable, so nothing was copied over it")
+            res = CopyResult(info.ref, "present", str(info.digest), files=len(info.files),
+                             files_deduped=len(info.files))
+        else:
+            if isinstance(dst, RemoteHub):
+                done, res = _copy_remote(src, dst, info, progress=progress, spooled=spooled)
+            else:
+                done, res = _copy_local(src, dst, info, actor=actor, progress=progress,
+                                        spooled=spooled)
+            if done.digest != info.digest:
+                with contextlib.suppress(HubError):
+                    dst.delete(done.ref, confirm=True, actor=actor)
+                raise IntegrityError(f"{info.ref}: the copy's digest {str(done.digest)[:12]}…"
+                                     f" differs from the source's {str(info.digest)[:12]}…;"
+                                     " the copy was removed", path=info.ref,
+                                     expected=str(info.digest), actual=str(done.digest))
+        if info.revoked:
+            revoked.append(info)
+        if with_aliases:
+            for a in src.aliases(info.model):
+                if a.version == info.version:
+                    try:
+                        cur = dst.index.get_alias(info.model, a.alias).version if not isinstance(
+                            dst, RemoteHub) else _remote_alias(dst, info.model, a.alias)
+                    except NotFound:
+                        cur = None
+                    if cur != info.version:
+                        dst.set_alias(info.ref, a.alias, expect=cur or "", actor=actor)
+                    res.aliases.append(a.alias)
+        results.append(res)
+
+    try:
+        for ref in refs:
+            one(ref, want_revoked=include_revoked, with_aliases=aliases)
+    finally:
+        for p in spooled:
+            p.unlink(missing_ok=True)
+    # Revocations last: a revoked parent must still resolve while its children register.
+    for info in revoked:
+        have = _find(dst, info.model, info.version)
+        if have is not None and not have.revoked:
+            dst.revoke(info.ref, reason=info.revoke_reason or "revoked in the source hub",
+                       actor=actor)
+    return results
+
+
+def _remote_alias(dst: RemoteHub, model: str, alias: str) -> str | None:
+    for a in dst.aliases(model):
+        if a.alias == alias:
+            return a.version
+    return None
+
+
+def _rmtree(p: Path) -> None:
+    def onerror(func: Any, path: str, _exc: Any) -> None:
+        with contextlib.suppress(OSError):
+            os.chmod(os.path.dirname(path), 0o700)
+            func(path)
+
+    if p.exists():
+        shutil.rmtree(p, onerror=onerror)
+
+
+__all__ = ["CopyResult", "copy_versions"]

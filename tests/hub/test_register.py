@@ -1,0 +1,520 @@
+"""Registering files and folders: versions, metadata, lineage, attachments, layout, dedup,
+and bad input that changes nothing."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from sentenialx.hub.errors import (
+    AlreadyExists,
+    HubError,
+    InvalidInput,
+    InvalidName,
+    InvalidVersion,
+    NotFound,
+)
+from sentenialx.hub.manifest import FileEntry
+
+
+def sha(p: Path) -> str:
+    return hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+def assert_read_only(p: Path) -> None:
+    assert stat.S_IMODE(p.stat().st_mode) & 0o222 == 0, f"{p} is writable"
+
+
+def sha256sum_c(folder: Path, sidecar: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["sha256sum", "--strict", "-c", sidecar], cwd=folder,
+                          capture_output=True, text=True, check=False)
+
+
+@pytest.fixture
+def adapter(tmp_path: Path) -> Path:
+    """A folder version: weights, a config and nested files."""
+    d = tmp_path / "inputs" / "lora_adapter"
+    (d / "tokenizer" / "extra").mkdir(parents=True)
+    (d / "adapter_model.safetensors").write_bytes(os.urandom(3000))
+    (d / "adapter_config.json").write_text('{"r": 8}')
+    (d / "tokenizer" / "vocab.txt").write_text("a\nb\n")
+    (d / "tokenizer" / "extra" / "merges.bin").write_bytes(os.urandom(500))
+    return d
+
+
+# -- single files -------------------------------------------------------------------------
+
+
+def test_register_file_layout_and_sidecars(hub, sample_file, registry_ok) -> None:
+    src = sample_file(5000, seed=1, name="threat_student.onnx")
+    v = hub.register("distill", src)
+    assert (v.model, v.version, v.state, v.layout) == ("distill", "1.0.0", "ready", "file")
+    assert v.stem == "threat_student_v1.0.0"
+    folder = hub.root / "distill"
+    weights = folder / "threat_student_v1.0.0.onnx"
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "threat_student_v1.0.0.onnx", "threat_student_v1.0.0.sha256",
+        "threat_student_v1.0.0_meta.json"]
+    assert weights.read_bytes() == src.read_bytes()
+    assert v.files == (FileEntry("threat_student_v1.0.0.onnx", 5000, sha(src), "weights"),)
+    assert v.size == 5000
+    # Read-only, sidecars included; the input is untouched (copy mode).
+    for p in folder.iterdir():
+        assert_read_only(p)
+    assert stat.S_IMODE(src.stat().st_mode) & 0o200
+    assert src.stat().st_ino != weights.stat().st_ino
+    # The sidecar passes coreutils' own check in the model's folder.
+    r = sha256sum_c(folder, "threat_student_v1.0.0.sha256")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "threat_student_v1.0.0.onnx: OK" in r.stdout
+    meta = json.loads((folder / "threat_student_v1.0.0_meta.json").read_text())
+    assert meta["model"] == "distill" and meta["version"] == "1.0.0"
+    assert meta["digest"] == v.digest and meta["layout"] == "file"
+    assert meta["metadata"]["format"] == "onnx"
+    assert meta["files"] == [f.to_dict() for f in v.files]
+    assert hub.path("distill") == weights
+    assert hub.open("distill") == src.read_bytes()
+    registry_ok(hub)
+
+
+def test_version_suffix_in_input_name_is_not_doubled(hub, sample_file) -> None:
+    v = hub.register("distill", sample_file(10, name="threat_student_v0.9.0.onnx"))
+    assert v.stem == "threat_student_v1.0.0"
+    v = hub.register("distill", sample_file(11, name="anything.onnx"), name="custom")
+    assert v.stem == "custom_v1.0.1"
+    assert (hub.root / "distill" / "custom_v1.0.1.onnx").is_file()
+
+
+def test_explicit_versions_and_bumps(hub, sample_file, registry_ok) -> None:
+    seen = []
+    for i, kw in enumerate([{}, {"bump": "patch"}, {"bump": "minor"}, {"bump": "major"},
+                            {"version": "1.5.0"}, {}, {"version": "v3.0.0-rc.1"},
+                            {"bump": "patch"}, {"bump": "minor"}]):
+        seen.append(hub.register("m", sample_file(100, seed=i), **kw).version)
+        registry_ok(hub)
+    assert seen == ["1.0.0", "1.0.1", "1.1.0", "2.0.0", "1.5.0", "2.0.1", "3.0.0-rc.1",
+                    "3.0.0", "3.1.0"]
+    assert [v.version for v in hub.versions("m")] == [
+        "1.0.0", "1.0.1", "1.1.0", "1.5.0", "2.0.0", "2.0.1", "3.0.0-rc.1", "3.0.0", "3.1.0"]
+    assert hub.resolve("m").version == "3.1.0"
+
+
+def test_first_version_is_1_0_0_whatever_the_bump(hub, sample_file) -> None:
+    assert hub.register("a", sample_file(1, seed=1), bump="major").version == "1.0.0"
+    assert hub.register("b", sample_file(1, seed=2), bump="minor").version == "1.0.0"
+
+
+def test_metadata_known_and_free_form_keys(hub, sample_file) -> None:
+    meta = {
+        "description": "student distilled from the teacher", "framework": "pytorch",
+        "metrics": {"accuracy": 0.97, "f1": 0.95, "per_class": {"benign": 0.99}},
+        "params": {"lr": 0.001, "epochs": 3}, "inputs": [{"name": "x", "shape": [1, 128]}],
+        "outputs": [{"name": "logits", "shape": [1, 4]}], "tags": ["prod"],
+        "owner": {"team": "detection", "ids": [1, 2, 3]}, "notes": None,
+    }
+    v = hub.register("distill", sample_file(100), metadata=meta)
+    expected = dict(meta, format="onnx")
+    assert v.meta == expected
+    assert hub.resolve("distill").meta == expected
+    doc = json.loads((hub.root / "distill" / f"{v.stem}_meta.json").read_text())
+    assert doc["metadata"] == expected
+    # An explicit format wins over detection.
+    v2 = hub.register("distill", sample_file(100, seed=5), metadata={"format": "custom"})
+    assert v2.meta["format"] == "custom"
+
+
+@pytest.mark.parametrize(("name", "fmt"), [
+    ("w.onnx", "onnx"), ("w.pt", "torch"), ("w.bin", "torch"), ("w.safetensors", "safetensors"),
+    ("w.pkl", "pickle"), ("w.gguf", "gguf"), ("weights", "binary"),
+])
+def test_format_detected_from_extension(hub, sample_file, name: str, fmt: str) -> None:
+    assert hub.register("m", sample_file(10, name=name)).meta["format"] == fmt
+
+
+@pytest.mark.parametrize("meta", [
+    {"metrics": [1, 2]}, {"metrics": {"acc": "high"}}, {"metrics": {"acc": True}},
+    {"params": "lr=1"}, {"description": 5}, {"framework": ["x"]}, {"format": 1},
+    {"x": float("nan")}, {"x": {1, 2}}, {"x": object()}, {"x": b"bytes"},
+])
+def test_bad_metadata_refused(hub, sample_file, snapshot, meta) -> None:
+    hub.register("m", sample_file(10))
+    before = snapshot(hub)
+    with pytest.raises(InvalidInput):
+        hub.register("m", sample_file(10, seed=9), metadata=meta)
+    assert snapshot(hub) == before
+
+
+def test_lineage_parents_and_data_digest(hub, sample_file) -> None:
+    teacher = hub.register("teacher", sample_file(100, seed=1))
+    base = hub.register("base", sample_file(100, seed=2), version="2.1.0")
+    hub.set_alias("base@2.1.0", "production")
+    data = hashlib.sha256(b"training data").hexdigest()
+    v = hub.register("distill", sample_file(100, seed=3),
+                     parents=["teacher=teacher", "base@production"],
+                     data_digest="sha256:" + data.upper())
+    assert v.lineage == {
+        "parents": [
+            {"role": "teacher", "ref": "teacher", "model": "teacher", "version": "1.0.0",
+             "digest": teacher.digest},
+            {"role": "parent", "ref": "base@production", "model": "base", "version": "2.1.0",
+             "digest": base.digest},
+        ],
+        "data_digest": data,
+    }
+    doc = json.loads((hub.root / "distill" / f"{v.stem}_meta.json").read_text())
+    assert doc["lineage"] == v.lineage
+    ev = hub.events(model="distill")[-1]
+    assert ev.kind == "register" and ev.payload["data_digest"] == data
+    assert [p["digest"] for p in ev.payload["parents"]] == [teacher.digest, base.digest]
+
+
+def test_bad_lineage_changes_nothing(hub, sample_file, snapshot) -> None:
+    hub.register("teacher", sample_file(100, seed=1))
+    before = snapshot(hub)
+    with pytest.raises(NotFound):
+        hub.register("distill", sample_file(10), parents=["teacher@9.9.9"])
+    with pytest.raises(NotFound):
+        hub.register("distill", sample_file(10), parents=["nope"])
+    with pytest.raises(InvalidInput):
+        hub.register("distill", sample_file(10), parents=["teacher@^y"])
+    with pytest.raises(InvalidInput):
+        hub.register("distill", sample_file(10), data_digest="not-a-digest")
+    assert snapshot(hub) == before
+
+
+def test_attachments_named_after_the_stem(hub, sample_file, tmp_path) -> None:
+    att = tmp_path / "att"
+    att.mkdir()
+    files = {"log": "train.log", "chart": "loss.png", "report": "report.md",
+             "config": "config.yaml", "other": "notes.txt"}
+    for i, n in enumerate(files.values()):
+        (att / n).write_bytes(f"{n} {i}\n".encode())
+    v = hub.register("distill", sample_file(100, name="student.onnx"),
+                     attachments=[(role, att / n) for role, n in files.items()])
+    by_path = v.manifest.by_path()
+    assert by_path["student_v1.0.0.onnx"].role == "weights"
+    for role, n in files.items():
+        rel = f"student_v1.0.0_{n}"
+        assert by_path[rel].role == role
+        stored = hub.root / "distill" / rel
+        assert stored.read_bytes() == (att / n).read_bytes()
+        assert by_path[rel].sha256 == sha(stored)
+        assert_read_only(stored)
+    r = sha256sum_c(hub.root / "distill", "student_v1.0.0.sha256")
+    assert r.returncode == 0, r.stdout
+    assert r.stdout.count(": OK") == 6
+    assert hub.open("distill", file="report.md") == (att / "report.md").read_bytes()
+    assert hub.open("distill", file="student_v1.0.0_train.log").startswith(b"train.log")
+
+
+@pytest.mark.parametrize(("role", "exc"), [("weights", InvalidInput), ("bogus", InvalidInput)])
+def test_bad_attachment_roles(hub, sample_file, snapshot, role, exc) -> None:
+    before = snapshot(hub)
+    with pytest.raises(exc):
+        hub.register("m", sample_file(10), attachments=[(role, sample_file(5, name="r.md"))])
+    assert snapshot(hub) == before
+
+
+def test_bad_attachments_change_nothing(hub, sample_file, tmp_path, snapshot) -> None:
+    hub.register("m", sample_file(10))
+    before = snapshot(hub)
+    r1 = sample_file(5, seed=1, name="r.md")
+    r2 = sample_file(5, seed=2, name="r.md", dir=tmp_path / "other")
+    for attachments in ([("report", tmp_path / "missing.md")], [("report", tmp_path)],
+                        [("report", r1), ("log", r2)], [("report", sample_file(5, name="meta.json"))],
+                        [("log", sample_file(5, name="bad name.log"))]):
+        with pytest.raises(InvalidInput):
+            hub.register("m", sample_file(10, seed=3), attachments=attachments)
+    assert snapshot(hub) == before
+
+
+def test_progress_counts_every_input_byte_once(hub, sample_file) -> None:
+    seen: list[int] = []
+    big = sample_file(9 * 1024 * 1024 + 7, seed=4)
+    rep = sample_file(1234, seed=5, name="report.md")
+    hub.register("m", big, attachments=[("report", rep)], progress=seen.append)
+    assert sum(seen) == big.stat().st_size + rep.stat().st_size
+
+
+# -- folders ------------------------------------------------------------------------------
+
+
+def test_register_folder(hub, adapter, tmp_path, registry_ok) -> None:
+    report = tmp_path / "eval.md"
+    report.write_text("eval\n")
+    v = hub.register("lora", adapter, attachments=[("report", report)])
+    assert (v.version, v.layout, v.stem) == ("1.0.0", "dir", "lora_adapter_v1.0.0")
+    folder = hub.root / "lora"
+    stored = folder / "lora_adapter_v1.0.0"
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "lora_adapter_v1.0.0", "lora_adapter_v1.0.0.sha256", "lora_adapter_v1.0.0_eval.md",
+        "lora_adapter_v1.0.0_meta.json"]
+    roles = {f.path: f.role for f in v.files}
+    assert roles == {
+        "lora_adapter_v1.0.0/adapter_config.json": "config",
+        "lora_adapter_v1.0.0/adapter_model.safetensors": "weights",
+        "lora_adapter_v1.0.0/tokenizer/extra/merges.bin": "weights",
+        "lora_adapter_v1.0.0/tokenizer/vocab.txt": "config",
+        "lora_adapter_v1.0.0_eval.md": "report",
+    }
+    for f in v.files:
+        p = folder / f.path
+        assert p.is_file() and f.sha256 == sha(p) and f.size == p.stat().st_size
+        assert_read_only(p)
+    assert (stored / "tokenizer" / "extra" / "merges.bin").read_bytes() == \
+        (adapter / "tokenizer" / "extra" / "merges.bin").read_bytes()
+    assert v.meta["format"] == "safetensors"
+    r = sha256sum_c(folder, "lora_adapter_v1.0.0.sha256")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.count(": OK") == 5
+    assert hub.path("lora") == stored
+    assert set(hub.read_files("lora")) == {f.path for f in v.files if f.role in
+                                           ("weights", "config")}
+    reg = registry_ok(hub)
+    assert reg["lora"]["file"] == "lora/lora_adapter_v1.0.0"
+
+
+def test_folder_appears_in_one_step(hub, adapter, monkeypatch) -> None:
+    final = hub.root / "lora" / "lora_adapter_v1.0.0"
+    calls: list[Path] = []
+    original = hub.store._write_tmp
+
+    def spy(dst, src, **kw):  # type: ignore[no-untyped-def]
+        # While members are being written, the final folder must not exist yet.
+        assert not final.exists(), "folder visible before it is complete"
+        calls.append(dst)
+        return original(dst, src, **kw)
+
+    monkeypatch.setattr(hub.store, "_write_tmp", spy)
+    hub.register("lora", adapter)
+    assert len(calls) == 4
+    assert all(final not in c.parents for c in calls)
+    assert final.is_dir()
+
+
+def test_folder_with_internal_symlink_is_stored_as_a_copy(hub, adapter) -> None:
+    (adapter / "alias.json").symlink_to("adapter_config.json")
+    v = hub.register("lora", adapter)
+    p = hub.root / "lora" / v.stem / "alias.json"
+    assert not p.is_symlink() and p.read_text() == '{"r": 8}'
+
+
+def test_folder_bad_inputs_change_nothing(hub, adapter, tmp_path, snapshot) -> None:
+    hub.register("lora", adapter)
+    before = snapshot(hub)
+    outside = tmp_path / "secret.txt"
+    outside.write_text("secret")
+    escaping = tmp_path / "escaping"
+    escaping.mkdir()
+    (escaping / "a.bin").write_bytes(b"x")
+    (escaping / "leak.txt").symlink_to(outside)
+    with pytest.raises(InvalidInput, match="escapes"):
+        hub.register("lora", escaping)
+    dotdot = tmp_path / "dotdot"
+    (dotdot / "sub").mkdir(parents=True)
+    (dotdot / "a.bin").write_bytes(b"x")
+    (dotdot / "sub" / "up.txt").symlink_to("../../secret.txt")
+    with pytest.raises(InvalidInput, match="escapes"):
+        hub.register("lora", dotdot)
+    linked_dir = tmp_path / "linked_dir"
+    linked_dir.mkdir()
+    (linked_dir / "a.bin").write_bytes(b"x")
+    (linked_dir / "sub").symlink_to(tmp_path / "escaping")
+    with pytest.raises(InvalidInput, match="symlink"):
+        hub.register("lora", linked_dir)
+    dangling = tmp_path / "dangling"
+    dangling.mkdir()
+    (dangling / "a.bin").write_bytes(b"x")
+    (dangling / "gone.bin").symlink_to("nothing-here")
+    with pytest.raises(InvalidInput):
+        hub.register("lora", dangling)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(InvalidInput, match="empty"):
+        hub.register("lora", empty)
+    assert snapshot(hub) == before
+
+
+# -- link mode and dedup ------------------------------------------------------------------
+
+
+def test_link_mode_shares_the_inode(hub, sample_file) -> None:
+    src = sample_file(4096, seed=7)
+    v = hub.register("distill", src, link=True)
+    stored = hub.root / "distill" / v.files[0].path
+    assert stored.stat().st_ino == src.stat().st_ino
+    assert stored.stat().st_nlink >= 2
+    assert_read_only(src)  # documented: the input becomes read-only
+    assert hub.verify(deep=True).ok
+
+
+def test_link_mode_for_folders(hub, adapter) -> None:
+    v = hub.register("lora", adapter, link=True)
+    for f in v.files:
+        rel = f.path.split("/", 1)[1]
+        assert (hub.root / "lora" / f.path).stat().st_ino == (adapter / rel).stat().st_ino
+
+
+def test_identical_bytes_are_stored_once(hub, sample_file, tmp_path) -> None:
+    src = sample_file(20000, seed=8)
+    report = tmp_path / "report.md"
+    report.write_text("same report\n")
+    v1 = hub.register("distill", src, attachments=[("report", report)])
+    v2 = hub.register("distill", src, attachments=[("report", report)])
+    v3 = hub.register("other", src)
+    inode = {(hub.root / m / f.path).stat().st_ino
+             for m, v in (("distill", v1), ("distill", v2), ("other", v3)) for f in v.files
+             if f.role == "weights"}
+    assert len(inode) == 1
+    r1, r2 = (hub.root / "distill" / f"{v.stem}_report.md" for v in (v1, v2))
+    assert r1.stat().st_ino == r2.stat().st_ino
+    assert v1.digest != v2.digest  # different names, same bytes
+    assert hub.verify(deep=True).ok and hub.fsck().ok
+    # Deleting one version keeps the shared bytes for the others.
+    hub.delete("distill@1.0.0", confirm=True)
+    assert hub.open("distill@1.0.1") == src.read_bytes()
+    assert hub.open("other") == src.read_bytes()
+    assert hub.fsck(deep=True).ok
+
+
+def test_identical_folder_members_are_stored_once(hub, adapter) -> None:
+    v1 = hub.register("lora", adapter)
+    (adapter / "adapter_model.safetensors").write_bytes(os.urandom(3000))
+    v2 = hub.register("lora", adapter)
+    by1 = {f.path.split("/", 1)[1]: hub.root / "lora" / f.path for f in v1.files}
+    by2 = {f.path.split("/", 1)[1]: hub.root / "lora" / f.path for f in v2.files}
+    for rel in ("adapter_config.json", "tokenizer/vocab.txt", "tokenizer/extra/merges.bin"):
+        assert by1[rel].stat().st_ino == by2[rel].stat().st_ino, rel
+    w = "adapter_model.safetensors"
+    assert by1[w].stat().st_ino != by2[w].stat().st_ino
+    assert hub.verify(deep=True).ok and hub.fsck().ok
+
+
+def test_dedup_never_spreads_tampered_bytes(hub, sample_file) -> None:
+    src = sample_file(1000, seed=9)
+    v1 = hub.register("distill", src)
+    stored = hub.root / "distill" / v1.files[0].path
+    os.chmod(stored, 0o644)
+    with open(stored, "r+b") as f:
+        f.write(b"\x00")
+    v2 = hub.register("distill", src)
+    new = hub.root / "distill" / v2.files[0].path
+    assert new.stat().st_ino != stored.stat().st_ino
+    assert new.read_bytes() == src.read_bytes()
+
+
+# -- bad input ----------------------------------------------------------------------------
+
+
+def test_duplicate_version_refused(hub, sample_file, snapshot) -> None:
+    hub.register("m", sample_file(10), version="1.0.0")
+    before = snapshot(hub)
+    with pytest.raises(AlreadyExists, match="immutable"):
+        hub.register("m", sample_file(10, seed=1), version="1.0.0")
+    with pytest.raises(AlreadyExists):
+        hub.register("m", sample_file(10, seed=1), version="v1.0.0")
+    assert snapshot(hub) == before
+    assert isinstance(AlreadyExists("x"), FileExistsError)
+
+
+BAD_NAMES = ["a/b", "../m", "..", "a..b", "m\\x", "m\x00", "m\x1b[31m", "m\n", "con", "NUL",
+             "latest", "registry.json", "registry.db", "m.sha256", "m.tmp", "", " m", "-m",
+             ".m", "x" * 101]
+
+
+@pytest.mark.parametrize("name", BAD_NAMES)
+def test_bad_model_names_change_nothing(hub, sample_file, snapshot, name) -> None:
+    hub.register("m", sample_file(10))
+    before = snapshot(hub)
+    with pytest.raises(InvalidName):
+        hub.register(name, sample_file(10, seed=1))
+    assert snapshot(hub) == before
+
+
+@pytest.mark.parametrize("version", ["1", "1.0", "1.0.0.0", "01.0.0", "1.0.0-", "x.y.z", "-1.0.0",
+                                     "1.0.0?", "../1.0.0", "1.0.0/2", "1.0.0-a..b", ""])
+def test_malformed_versions_change_nothing(hub, sample_file, snapshot, version) -> None:
+    hub.register("m", sample_file(10))
+    before = snapshot(hub)
+    with pytest.raises(InvalidInput):
+        hub.register("m", sample_file(10, seed=1), version=version)
+    assert snapshot(hub) == before
+
+
+@pytest.mark.parametrize("kw", [{"version": "1.0.0", "bump": "patch"}, {"bump": "mega"},
+                                {"alias": "latest"}, {"alias": "a/b"}, {"alias": "9lives"},
+                                {"name": "bad/name"}, {"name": ".."}, {"name": "bad\x01"}])
+def test_bad_options_change_nothing(hub, sample_file, snapshot, kw) -> None:
+    hub.register("m", sample_file(10))
+    before = snapshot(hub)
+    with pytest.raises(InvalidInput):
+        hub.register("m", sample_file(10, seed=1), **kw)
+    assert snapshot(hub) == before
+
+
+def test_missing_and_odd_inputs_change_nothing(hub, sample_file, tmp_path, snapshot) -> None:
+    hub.register("m", sample_file(10))
+    before = snapshot(hub)
+    with pytest.raises(InvalidInput, match="does not exist"):
+        hub.register("m", tmp_path / "missing.onnx")
+    ctl = tmp_path / "ctl"
+    ctl.mkdir()
+    (ctl / "bad\x01name.onnx").write_bytes(b"x")
+    with pytest.raises(InvalidName):
+        hub.register("m", ctl / "bad\x01name.onnx")
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(InvalidInput, match="neither"):
+        hub.register("m", fifo)
+    assert snapshot(hub) == before
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode (chmod 000)")
+def test_unreadable_input_changes_nothing(hub, sample_file, adapter, snapshot) -> None:
+    hub.register("m", sample_file(10))
+    before = snapshot(hub)
+    locked = sample_file(10, seed=1)
+    os.chmod(locked, 0)
+    member = adapter / "adapter_config.json"
+    os.chmod(member, 0)
+    try:
+        with pytest.raises(InvalidInput, match="not readable"):
+            hub.register("m", locked)
+        with pytest.raises(InvalidInput, match="not readable"):
+            hub.register("lora", adapter)
+    finally:
+        os.chmod(locked, 0o644)
+        os.chmod(member, 0o644)
+    assert snapshot(hub) == before
+
+
+def test_errors_are_hub_errors_with_builtin_bases() -> None:
+    assert issubclass(InvalidName, ValueError) and issubclass(InvalidVersion, ValueError)
+    assert issubclass(NotFound, LookupError) and issubclass(NotFound, HubError)
+
+
+def test_failed_copy_leaves_nothing_behind(hub, sample_file, snapshot, monkeypatch) -> None:
+    hub.register("m", sample_file(10))
+    before = snapshot(hub)
+
+    def boom(*a, **k):  # type: ignore[no-untyped-def]
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(hub.store, "put_small", boom)
+    with pytest.raises(OSError, match="No space"):
+        hub.register("m", sample_file(1000, seed=2), attachments=[
+            ("report", sample_file(10, seed=3, name="r.md"))])
+    monkeypatch.undo()
+    after = snapshot(hub)
+    # The pending row and every file written for it are gone again.
+    assert after["files"] == before["files"]
+    assert after["index"]["versions"] == before["index"]["versions"]
+    assert after["index"]["events"] == before["index"]["events"]
+    assert hub.index.pending_versions() == []
+    assert hub.fsck().ok
