@@ -672,6 +672,7 @@ def machine() -> dict[str, Any]:
                 break
     ssl = subprocess.run(["openssl", "version"], capture_output=True, text=True).stdout.strip()
     return {"cpu": cpu, "cpus": os.cpu_count(), "python": sys.version.split()[0],
+            "loadavg": " ".join(f"{x:.2f}" for x in os.getloadavg()),
             "platform": platform.platform(), "openssl": ssl,
             "sha_ni": "sha_ni" in Path("/proc/cpuinfo").read_text()
             if Path("/proc/cpuinfo").exists() else None}
@@ -710,6 +711,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     res.notes.append("Times are medians of interleaved repetitions (order rotated each time);"
                      " raw samples are in the JSON file.")
     started = time.time()
+    load_start = " ".join(f"{x:.2f}" for x in os.getloadavg())
     os.environ["SENTENIALX_ACTOR"] = "bench"
     sections = set(args.only) or {"register", "verify", "warm", "resolve", "memory"}
     b = Bench(work, z, res)
@@ -735,8 +737,12 @@ def main(argv: Sequence[str] | None = None) -> int:
            "notes": res.notes, "samples": res.samples,
            "all_passed": all(r.passed is not False for r in res.rows)}
     dest = args.out / f"bench_hub-{mode}.json"
-    dest.write_text(json.dumps(doc, indent=2) + "\n")
     m = doc["machine"]
+    m["loadavg_start"] = load_start
+    res.notes.append(f"Load average (1, 5, 15 min) at start {load_start}, at end {m['loadavg']}"
+                     f" on {m['cpus']} CPUs.")
+    doc["notes"] = res.notes
+    dest.write_text(json.dumps(doc, indent=2) + "\n")
     print_table(res, f"sentenialx hub benchmark ({mode}) — {m['cpus']} CPUs {m['cpu']},"
                      f" Python {m['python']}, {m['openssl']}", plain=args.plain)
     print(f"results: {dest}")

@@ -232,6 +232,7 @@ POINTS = [
     ("folder-half-staged", "register-dir"),
     ("folder-claimed", "register-dir"),
     ("files-in-place", "register-dir"),
+    ("during-dedup", "register-dir"),
     ("before-commit", "register-dir"),
     ("after-commit", "register-dir"),
     ("after-commit", "alias"),

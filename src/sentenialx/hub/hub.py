@@ -1162,7 +1162,12 @@ class Hub(ReleaseMixin):
 
         Only files older than ``grace`` go (a registration in progress is younger);
         nothing a ready version or an alias names is ever touched.
+
+        Raises:
+            InvalidInput: registry.json names files the index does not know (a seed
+                store not yet adopted): gc would delete them, so it refuses.
         """
+        self._refuse_unadopted_seed()
         rep = GcReport(dry_run=dry_run)
         cutoff_dt = datetime.now(UTC) - grace
         cutoff_iso = cutoff_dt.isoformat(timespec="microseconds").replace("+00:00", "Z")
@@ -1200,6 +1205,24 @@ class Hub(ReleaseMixin):
             # registry.json is only a view of the index: regenerate it.
             self.write_registry_json()
         return rep
+
+    def _refuse_unadopted_seed(self) -> None:
+        """A seed-style registry.json naming files the index does not know means un-adopted data."""
+        try:
+            reg = json.loads((self.root / REGISTRY_JSON).read_text())
+        except (OSError, ValueError):
+            return
+        if not isinstance(reg, dict):
+            return
+        named, _pending = self._named_keys()
+        # Our own view always carries "digest"; an entry without it was written by the seed.
+        stray = sorted(str(e.get("file")) for e in reg.values()
+                       if isinstance(e, dict) and e.get("file") and "digest" not in e
+                       and str(e["file"]) not in named and str(e["file"]).rstrip("/") not in named)
+        if stray:
+            raise InvalidInput(f"registry.json names files the index does not know ({', '.join(stray[:3])});"
+                               " adopt them first with `sentenialx models import-registry"
+                               f" {self.root / REGISTRY_JSON}` (gc would delete them)")
 
     def _remove_empty_dirs(self) -> None:
         for d in sorted((p for p in self.root.rglob("*") if p.is_dir()), reverse=True):

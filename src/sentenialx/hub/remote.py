@@ -421,7 +421,7 @@ class RemoteHub:
                                              hint="the server sent another file")
                     partial.parent.mkdir(parents=True, exist_ok=True)
                     with open(partial, mode) as out:
-                        for chunk in resp.iter_raw(CHUNK):
+                        for chunk in resp.iter_raw():
                             out.write(chunk)
                             h.update(chunk)
                             have += len(chunk)

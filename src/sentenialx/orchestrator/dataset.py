@@ -596,8 +596,24 @@ def _phish_text(rng: random.Random) -> str:
 # Generators per class and carrier
 # --------------------------------------------------------------------------------------
 
+def _benign_param(rng: random.Random) -> tuple[str, str]:
+    """A parameter an attack also uses (file, host, cmd...) with an ordinary value."""
+    r = rng.random()
+    if r < 0.4:
+        return str(_pick(rng, _FILE_PARAMS)), rng.choice([
+            f"{_word(rng)}-{_num(rng)}.{_pick(rng, _EXTS)}", f"{_word(rng)}/{_word(rng)}.{_pick(rng, _EXTS)}",
+            f"{_word(rng)}_{rng.choice(['en', 'de', 'fr'])}.{_pick(rng, _EXTS)}", _word(rng)])
+    if r < 0.8:
+        return str(_pick(rng, _CMD_PARAMS)), rng.choice([_ip(rng), _host(rng), _word(rng), _num(rng),
+                                                          f"{_user(rng)}%40{_host(rng)}"])
+    return str(_pick(rng, _PARAMS)), rng.choice([_num(rng), _word(rng), f"{_word(rng)}+{_word(rng)}"])
+
+
 def _benign_http(rng: random.Random) -> str:
     r = rng.random()
+    if r < 0.3:
+        k, v = _benign_param(rng)
+        return _http_line(rng, f"{_path(rng)}?{_query(rng, k, v)}")
     if r < 0.55:
         value = rng.choice([_num(rng), _word(rng), f"{_word(rng)}+{_word(rng)}", _user(rng),
                             quote(rng.choice(_SURNAMES)), rng.choice(["union+station", "select+size",
@@ -634,9 +650,9 @@ def _benign_shell(rng: random.Random) -> str:
 
 
 def _benign_log(rng: random.Random) -> str:
-    if rng.random() < 0.35:
-        q = _query(rng, str(_pick(rng, _PARAMS)), rng.choice([_num(rng), _word(rng)]))
-        return _access_log(rng, f"{_path(rng)}?{q}", status=rng.choice([200, 200, 304, 404]))
+    if rng.random() < 0.45:
+        q = _query(rng, *_benign_param(rng))
+        return _access_log(rng, f"{_path(rng)}?{q}")
     return _app_log(rng, rng.choice([
         f"user {_user(rng)} logged in from {_ip(rng)}", f"user {_user(rng)} logged out",
         f"password changed for user {_user(rng)}", f"disk usage {rng.randint(50, 99)}% on /dev/sda{rng.randint(1, 3)}",

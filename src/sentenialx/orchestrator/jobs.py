@@ -59,6 +59,7 @@ ADAPTER_DIR = "adapter"
 CONFIG_FILE = "config.json"
 REPORT_FILE = "report.md"
 JOB_FILE = "job.json"
+_TRANSFER_SEED_OFFSET = 1_000_003
 MIN_ACCURACY = 0.95
 """Held-out accuracy the student must reach (the hub's production gate uses the same bar)."""
 
@@ -351,12 +352,12 @@ def run_encoder_and_teacher_job(
     ngram: int = NGRAM,
     embed_dim: int = 128,
     hidden: Sequence[int] = (256, 256),
-    dropout: float = 0.1,
+    dropout: float = 0.3,
     epochs: int = 5,
     batch_size: int = 128,
     lr: float = 2e-3,
     weight_decay: float = 1e-4,
-    threads: int = 2,
+    threads: int = 1,
     latency_runs: int = 300,
 ) -> JobResult:
     """Train the encoder projection and the teacher head together, end to end.
@@ -385,7 +386,8 @@ def run_encoder_and_teacher_job(
         batch_size: examples per step.
         lr: AdamW learning rate.
         weight_decay: AdamW weight decay.
-        threads: torch threads while the job runs.
+        threads: torch threads while the job runs (1 is fastest on a busy 2-core machine:
+            more threads than free cores makes OpenMP spin).
         latency_runs: single-input inferences timed for the latency metrics.
 
     Returns:
@@ -485,20 +487,23 @@ def run_distill_job(
     holdout: str | None = NEW_FAMILY,
     ngram: int = NGRAM,
     hidden: Sequence[int] = (16,),
+    finetune_encoder: bool = False,
+    transfer_per_class: int = 0,
     temperature: float = 4.0,
     alpha: float = 0.7,
     epochs: int = 30,
     batch_size: int = 256,
     lr: float = 3e-3,
     weight_decay: float = 1e-4,
-    threads: int = 2,
+    threads: int = 1,
     latency_runs: int = 500,
     encoder_name: str = "encoder",
     teacher_name: str = "teacher",
 ) -> JobResult:
     """Distill the teacher into a small student head and export encoder + student as ONNX.
 
-    The encoder is frozen (the exported graph embeds ``encoder.pt`` unchanged); the
+    The encoder is frozen unless ``finetune_encoder`` (by default the exported graph embeds
+    ``encoder.pt`` unchanged); the
     student head learns from ``alpha * T^2 * KL(softmax(teacher/T) || softmax(student/T))
     + (1 - alpha) * CE(student, label)`` on the train split of the dataset without
     ``holdout``. The teacher's data, featurizer and holdout must match the ones given here.
@@ -520,13 +525,19 @@ def run_distill_job(
         ngram: the featurizer n-gram size the encoder was trained with (its width
             comes from ``encoder.pt``).
         hidden: the student head's hidden layer widths.
+        finetune_encoder: also train the encoder projection (by the same loss); the
+            exported graph then holds a fine-tuned copy of ``encoder.pt``.
+        transfer_per_class: also distill on this many unlabelled texts per class drawn
+            from another dataset seed (any text of the labelled dataset left out), with the
+            teacher's soft labels and its argmax as the hard label.
         temperature: the distillation temperature ``T``.
         alpha: weight of the soft-label loss (``1 - alpha`` goes to the hard labels).
         epochs: passes over the train split.
         batch_size: examples per step.
         lr: AdamW learning rate.
         weight_decay: AdamW weight decay.
-        threads: torch threads while the job runs.
+        threads: torch threads while the job runs (1 is fastest on a busy 2-core machine:
+            more threads than free cores makes OpenMP spin).
         latency_runs: single-input inferences timed for the latency metrics.
         encoder_name: the encoder's model name, recorded in the lineage.
         teacher_name: the teacher's model name, recorded in the lineage.
@@ -569,12 +580,35 @@ def run_distill_job(
         if first.in_features != dim:
             raise InvalidInput(f"{teacher.name} does not take the encoder's {dim}-wide embedding")
         data = _prepare(torch, data_seed=data_seed, per_class=per_class, exclude=holdout, spec=spec)
-        with torch.no_grad():
-            emb = {s: enc(getattr(data, s).x) for s in ("train", "val", "test")}
-            t_logits = {s: t_head(e) for s, e in emb.items()}
-        student = make_head(dim, hidden, len(LABELS))
-        f = torch.nn.functional
+        xs = {s: getattr(data, s).x for s in ("train", "val", "test")}
         ytr, yva = torch.from_numpy(data.train.y), torch.from_numpy(data.val.y)
+        n_transfer = 0
+        if transfer_per_class:
+            # Unlabelled texts from another seed, labelled by the teacher alone: the
+            # student sees more of the input space than the labelled split covers.
+            seen = set(data.full.texts)
+            extra = [t for t in make_dataset(data_seed + _TRANSFER_SEED_OFFSET, per_class=transfer_per_class)
+                     .without(holdout).texts if t not in seen]
+            n_transfer = len(extra)
+            xs["train"] = torch.cat([xs["train"], torch.from_numpy(spec.featurize(extra))])
+        with torch.no_grad():
+            emb = {s: enc(x) for s, x in xs.items()}
+            t_logits = {s: t_head(e) for s, e in emb.items()}
+        if n_transfer:
+            ytr = torch.cat([ytr, t_logits["train"][len(ytr):].argmax(1)])
+        student = make_head(dim, hidden, len(LABELS))
+        model = Classifier(enc, student)
+        for p in enc.parameters():
+            p.requires_grad_(finetune_encoder)
+        f = torch.nn.functional
+
+        def logits_of(split: str, idx: Any = None) -> Any:
+            if finetune_encoder:
+                x = xs[split]
+                return model(x if idx is None else x[idx])
+            e = emb[split]  # the frozen encoder's output, computed once
+            return student(e if idx is None else e[idx])
+
         soft_tr = f.softmax(t_logits["train"] / temperature, dim=1)
 
         def kd_parts(logits: Any, soft: Any, y: Any) -> tuple[Any, Any]:
@@ -582,7 +616,7 @@ def run_distill_job(
             return kd * temperature**2, f.cross_entropy(logits, y)
 
         def forward(idx: Any) -> tuple[Any, Any]:
-            logits = student(emb["train"][idx])
+            logits = logits_of("train", idx)
             kd, ce = kd_parts(logits, soft_tr[idx], ytr[idx])
             return alpha * kd + (1 - alpha) * ce, logits
 
@@ -591,20 +625,19 @@ def run_distill_job(
 
         def evaluate() -> dict[str, float]:
             with torch.no_grad():
-                lva = student(emb["val"])
+                lva = logits_of("val")
                 vkd, vce = kd_parts(lva, soft_va, yva)
                 return {"val_loss": float(alpha * vkd + (1 - alpha) * vce), "val_kd_loss": float(vkd),
                         "val_ce_loss": float(vce), "val_accuracy": _acc(lva, yva),
                         "val_agreement": float((lva.argmax(1) == t_logits["val"].argmax(1)).float().mean())}
 
-        _fit(torch, seed=seed, params=list(student.parameters()), n=len(ytr), y=ytr, epochs=epochs,
-             batch_size=batch_size, lr=lr, weight_decay=weight_decay, forward=forward, evaluate=evaluate,
-             log=log, set_train=student.train)
-        student.eval()
-        model = Classifier(enc, student).eval()
+        _fit(torch, seed=seed, params=[p for p in model.parameters() if p.requires_grad], n=len(ytr), y=ytr,
+             epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, forward=forward,
+             evaluate=evaluate, log=log, set_train=model.train)
+        model.eval()
         onnx_bytes = export_classifier_onnx(model, labels=LABELS, spec=spec)
         with torch.no_grad():
-            torch_pred = student(emb["test"]).argmax(1).numpy()
+            torch_pred = logits_of("test").argmax(1).numpy()
             teacher_pred = t_logits["test"].argmax(1).numpy()
         n_enc, n_teacher, n_student = count_params(enc), count_params(t_head), count_params(student)
 
@@ -632,7 +665,8 @@ def run_distill_job(
 
     params = {"seed": seed, "epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
               "hidden": list(hidden), "temperature": temperature, "alpha": alpha, "optimizer": "AdamW",
-              "loss": "alpha*T^2*KL + (1-alpha)*CE", "encoder_frozen": True, "threads": threads,
+              "loss": "alpha*T^2*KL + (1-alpha)*CE", "encoder_frozen": not finetune_encoder,
+              "transfer_per_class": transfer_per_class, "transfer_examples": n_transfer, "threads": threads,
               "dataset": _data_params(data, data_seed=data_seed, per_class=per_class, holdout=holdout)}
     sizes = {ENCODER_FILE: encoder.stat().st_size, TEACHER_FILE: teacher.stat().st_size,
              STUDENT_FILE: onnx_path.stat().st_size}
@@ -742,7 +776,7 @@ def run_lora_job(
     batch_size: int = 128,
     lr: float = 5e-3,
     weight_decay: float = 0.0,
-    threads: int = 2,
+    threads: int = 1,
     latency_runs: int = 300,
     base_name: str = "distill",
 ) -> JobResult:
@@ -771,7 +805,8 @@ def run_lora_job(
         batch_size: examples per step.
         lr: AdamW learning rate.
         weight_decay: AdamW weight decay.
-        threads: torch threads while the job runs.
+        threads: torch threads while the job runs (1 is fastest on a busy 2-core machine:
+            more threads than free cores makes OpenMP spin).
         latency_runs: single-input inferences timed for the latency metrics.
         base_name: the base's model name, recorded in the lineage and the adapter config.
 
