@@ -158,7 +158,10 @@ def test_offline_uses_what_was_verified_last(make_served, cache_dir):
     assert not blob.exists()
 
 
-def test_download_resumes_after_an_interruption(served, cache_dir):
+def test_download_resumes_after_an_interruption(served, cache_dir, monkeypatch):
+    import sentenialx.hub.remote as remote_mod
+
+    monkeypatch.setattr(remote_mod, "CHUNK", 16 * 1024)  # 64 KiB reads: stop mid-file
     info = served.hub.resolve("teacher")
     w = served.hub.weights_entry(info)
     want = (served.hub.root / "teacher" / w.path).read_bytes()

@@ -74,6 +74,11 @@ def _layout(info: VersionInfo) -> _Layout:
         raise InvalidInput(f"{info.ref}: stem {info.stem!r} does not end in {suffix!r};"
                            " it cannot be copied with the same file names")
     base = info.stem[: -len(suffix)]
+    from sentenialx.hub.hub import Hub
+
+    if Hub._stem_base(base) != base:
+        raise InvalidInput(f"{info.ref}: stored name {base!r} would be renamed by register;"
+                           " it cannot be copied with the same file names")
     main: list[tuple[str, FileEntry]] = []
     att: list[tuple[str, FileEntry]] = []
     for f in info.files:

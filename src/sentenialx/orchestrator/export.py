@@ -68,8 +68,10 @@ def export_classifier_onnx(model: Classifier, *, labels: Sequence[str], spec: Fe
     from sentenialx.orchestrator.models import Probabilities
 
     if model.encoder.proj.in_features != spec.buckets:
-        raise InvalidInput(f"encoder takes {model.encoder.proj.in_features} features, spec says {spec.buckets}")
-    n_out = model.head.out.out_features
+        raise InvalidInput(
+            f"encoder takes {model.encoder.proj.in_features} features, spec says {spec.buckets}"
+        )
+    n_out = model.n_classes
     if n_out != len(labels):
         raise InvalidInput(f"head has {n_out} outputs for {len(labels)} labels")
     wrapped = Probabilities(model.encoder, model.head).eval()
@@ -84,17 +86,28 @@ def export_classifier_onnx(model: Classifier, *, labels: Sequence[str], spec: Fe
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
             program = torch.onnx.export(
-                wrapped, example, dynamo=True, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                dynamic_shapes=({0: batch},), opset_version=OPSET, external_data=False,
-                optimize=True, verbose=False,
+                wrapped,
+                example,
+                dynamo=True,
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                dynamic_shapes=({0: batch},),
+                opset_version=OPSET,
+                external_data=False,
+                optimize=True,
+                verbose=False,
             )
     finally:
         onnx_logger.setLevel(level)
     proto = program.model_proto
-    proto.doc_string = (f"Sentenial-X threat classifier: {INPUT_NAME} float32[N,{spec.buckets}] "
-                        f"-> {OUTPUT_NAME} float32[N,{len(labels)}]")
-    for key, value in ((LABELS_KEY, json.dumps(list(labels))), (FEATURIZER_KEY, json.dumps(spec.to_dict(),
-                                                                                        sort_keys=True))):
+    proto.doc_string = (
+        f"Sentenial-X threat classifier: {INPUT_NAME} float32[N,{spec.buckets}] "
+        f"-> {OUTPUT_NAME} float32[N,{len(labels)}]"
+    )
+    for key, value in (
+        (LABELS_KEY, json.dumps(list(labels))),
+        (FEATURIZER_KEY, json.dumps(spec.to_dict(), sort_keys=True)),
+    ):
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
     onnx.checker.check_model(proto)
@@ -121,12 +134,16 @@ def onnx_labels_and_spec(model: bytes | Any) -> tuple[list[str], FeatureSpec]:
     """
     props = {p.key: p.value for p in _load_proto(model).metadata_props}
     if LABELS_KEY not in props or FEATURIZER_KEY not in props:
-        raise InvalidInput(f"ONNX model has no {LABELS_KEY}/{FEATURIZER_KEY} metadata; "
-                           "it was not exported by sentenialx.orchestrator")
+        raise InvalidInput(
+            f"ONNX model has no {LABELS_KEY}/{FEATURIZER_KEY} metadata; "
+            "it was not exported by sentenialx.orchestrator"
+        )
     return list(json.loads(props[LABELS_KEY])), FeatureSpec.from_dict(json.loads(props[FEATURIZER_KEY]))
 
 
-def onnx_linear_layers(model: bytes | Any) -> dict[str, tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]]:
+def onnx_linear_layers(
+    model: bytes | Any,
+) -> dict[str, tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]]:
     """Each ``Gemm`` of the graph as ``layer name -> (weight [out, in], bias [out])``.
 
     The layer name is the weight initializer's name without ``.weight``.
@@ -180,4 +197,3 @@ def classifier_from_onnx(model: bytes | Any) -> Classifier:
         target[f"{local}.weight"] = torch.from_numpy(w.copy())
         target[f"{local}.bias"] = torch.from_numpy(b.copy())
     return Classifier(encoder_from_state_dict(enc_sd), head_from_state_dict(head_sd)).eval()
-

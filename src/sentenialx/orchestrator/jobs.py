@@ -63,10 +63,14 @@ _TRANSFER_SEED_OFFSET = 1_000_003
 MIN_ACCURACY = 0.95
 """Held-out accuracy the student must reach (the hub's production gate uses the same bar)."""
 
-BETTER_STUDENT: Mapping[str, Any] = MappingProxyType({"hidden": (64,), "epochs": 80, "lr": 5e-3, "seed": 1})
+BETTER_STUDENT: Mapping[str, Any] = MappingProxyType(
+    {"hidden": (64,), "epochs": 30, "transfer_per_class": 600}
+)
 """Keyword arguments for :func:`run_distill_job` that give a better student for a later
-release: a wider head trained longer (``run_distill_job(out, encoder=..., teacher=...,
-**BETTER_STUDENT)``)."""
+release (``run_distill_job(out, encoder=..., teacher=..., **BETTER_STUDENT)``): a wider
+head, trained on 600 more unlabelled texts per class that the teacher labels. With the
+default data it beats the default student's held-out accuracy (0.9796 against 0.9759)
+at the same false positive rate."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,10 +122,12 @@ class JobResult:
         """
         try:
             return cls(
-                job=str(data["job"]), out_dir=out_dir,
+                job=str(data["job"]),
+                out_dir=out_dir,
                 files=[out_dir / p for p in data["files"]],
                 attachments=[(str(r), out_dir / p) for r, p in data["attachments"]],
-                metadata=dict(data["metadata"]), lineage=dict(data.get("lineage", {})),
+                metadata=dict(data["metadata"]),
+                lineage=dict(data.get("lineage", {})),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidInput(f"job description is malformed ({type(exc).__name__}: {exc})") from None
@@ -199,23 +205,36 @@ def _prepare(torch: Any, *, data_seed: int, per_class: int, exclude: str | None,
     used = full.without(exclude)
 
     def split(ds: Dataset) -> _Split:
-        return _Split(ds.texts, np.asarray(ds.labels, dtype=np.int64),
-                      torch.from_numpy(spec.featurize(ds.texts)))
+        return _Split(
+            ds.texts, np.asarray(ds.labels, dtype=np.int64), torch.from_numpy(spec.featurize(ds.texts))
+        )
 
     new_test = split(full.only(exclude).split("test")) if exclude else None
-    return _Data(full, used, spec, split(used.split("train")), split(used.split("val")),
-                 split(used.split("test")), new_test)
+    return _Data(
+        full,
+        used,
+        spec,
+        split(used.split("train")),
+        split(used.split("val")),
+        split(used.split("test")),
+        new_test,
+    )
 
 
 def _data_params(data: _Data, *, data_seed: int, per_class: int, holdout: str | None) -> dict[str, Any]:
     return {
-        "seed": data_seed, "per_class": per_class, "holdout": holdout,
-        "digest": data.used.digest(), "full_digest": data.full.digest(),
+        "seed": data_seed,
+        "per_class": per_class,
+        "holdout": holdout,
+        "digest": data.used.digest(),
+        "full_digest": data.full.digest(),
         "sizes": {"train": len(data.train.texts), "val": len(data.val.texts), "test": len(data.test.texts)},
     }
 
 
-def _metrics(pred: npt.NDArray[np.int64], y: npt.NDArray[np.int64], *, classes: Sequence[int]) -> dict[str, Any]:
+def _metrics(
+    pred: npt.NDArray[np.int64], y: npt.NDArray[np.int64], *, classes: Sequence[int]
+) -> dict[str, Any]:
     """accuracy, false_positive_rate (benign predicted as any attack) and per_class accuracy."""
     out: dict[str, Any] = {"accuracy": float((pred == y).mean()) if len(y) else 0.0}
     benign = y == LABELS.index("benign")
@@ -283,7 +302,7 @@ def _fit(
     forward: Callable[[Any], tuple[Any, Any]],
     evaluate: Callable[[], dict[str, float]],
     log: TrainLog,
-    set_train: Callable[[bool], None],
+    set_train: Callable[[bool], object],
 ) -> None:
     """AdamW over shuffled mini-batches, one log row per epoch.
 
@@ -317,7 +336,9 @@ def _fit(
 
 
 def _finish(out_dir: Path, result: JobResult) -> JobResult:
-    atomic_write_bytes(out_dir / JOB_FILE, (json.dumps(result.to_dict(), indent=2, sort_keys=True) + "\n").encode())
+    atomic_write_bytes(
+        out_dir / JOB_FILE, (json.dumps(result.to_dict(), indent=2, sort_keys=True) + "\n").encode()
+    )
     return result
 
 
@@ -406,7 +427,9 @@ def run_encoder_and_teacher_job(
         from sentenialx.orchestrator.models import Classifier, Encoder, count_params, make_head
 
         data = _prepare(torch, data_seed=data_seed, per_class=per_class, exclude=holdout, spec=spec)
-        model = Classifier(Encoder(buckets, embed_dim), make_head(embed_dim, hidden, len(LABELS), dropout=dropout))
+        model = Classifier(
+            Encoder(buckets, embed_dim), make_head(embed_dim, hidden, len(LABELS), dropout=dropout)
+        )
         f = torch.nn.functional
         ytr, yva = torch.from_numpy(data.train.y), torch.from_numpy(data.val.y)
         log = TrainLog("encoder_teacher")
@@ -420,9 +443,21 @@ def run_encoder_and_teacher_job(
                 lva = model(data.val.x)
                 return {"val_loss": float(f.cross_entropy(lva, yva)), "val_accuracy": _acc(lva, yva)}
 
-        _fit(torch, seed=seed, params=list(model.parameters()), n=len(ytr), y=ytr, epochs=epochs,
-             batch_size=batch_size, lr=lr, weight_decay=weight_decay, forward=forward, evaluate=evaluate,
-             log=log, set_train=model.train)
+        _fit(
+            torch,
+            seed=seed,
+            params=list(model.parameters()),
+            n=len(ytr),
+            y=ytr,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            weight_decay=weight_decay,
+            forward=forward,
+            evaluate=evaluate,
+            log=log,
+            set_train=model.train,
+        )
         model.eval()
         with torch.no_grad():
             pred = model(data.test.x).argmax(1).numpy()
@@ -436,40 +471,78 @@ def run_encoder_and_teacher_job(
             with torch.no_grad():
                 return model(torch.from_numpy(spec.featurize([text])))
 
-        metrics["latency_p50_ms"], metrics["latency_p95_ms"] = _latency(one, data.test.texts, runs=latency_runs)
+        metrics["latency_p50_ms"], metrics["latency_p95_ms"] = _latency(
+            one, data.test.texts, runs=latency_runs
+        )
         n_enc, n_head = count_params(model.encoder), count_params(model.head)
         metrics["parameters"] = n_enc + n_head
         enc_path, teacher_path = out_dir / ENCODER_FILE, out_dir / TEACHER_FILE
         atomic_write_bytes(enc_path, _state_bytes(torch, model.encoder))
         atomic_write_bytes(teacher_path, _state_bytes(torch, model.head))
 
-    params = {"seed": seed, "epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
-              "embed_dim": embed_dim, "hidden": list(hidden), "dropout": dropout, "optimizer": "AdamW",
-              "loss": "cross_entropy", "threads": threads,
-              "dataset": _data_params(data, data_seed=data_seed, per_class=per_class, holdout=holdout)}
-    config = {"schema": "sentenialx.orchestrator.encoder-teacher/v1", "labels": list(LABELS),
-              "featurizer": spec.to_dict(),
-              "encoder": {"file": ENCODER_FILE, "in": buckets, "out": embed_dim, "activation": "relu",
-                          "parameters": n_enc},
-              "teacher": {"file": TEACHER_FILE, "in": embed_dim, "hidden": list(hidden), "out": len(LABELS),
-                          "parameters": n_head},
-              "params": params}
+    params = {
+        "seed": seed,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "weight_decay": weight_decay,
+        "embed_dim": embed_dim,
+        "hidden": list(hidden),
+        "dropout": dropout,
+        "optimizer": "AdamW",
+        "loss": "cross_entropy",
+        "threads": threads,
+        "dataset": _data_params(data, data_seed=data_seed, per_class=per_class, holdout=holdout),
+    }
+    config = {
+        "schema": "sentenialx.orchestrator.encoder-teacher/v1",
+        "labels": list(LABELS),
+        "featurizer": spec.to_dict(),
+        "encoder": {
+            "file": ENCODER_FILE,
+            "in": buckets,
+            "out": embed_dim,
+            "activation": "relu",
+            "parameters": n_enc,
+        },
+        "teacher": {
+            "file": TEACHER_FILE,
+            "in": embed_dim,
+            "hidden": list(hidden),
+            "out": len(LABELS),
+            "parameters": n_head,
+        },
+        "params": params,
+    }
     cfg_path = out_dir / CONFIG_FILE
     atomic_write_bytes(cfg_path, (json.dumps(config, indent=2, sort_keys=True) + "\n").encode())
     log_path, loss_png, acc_png = log.write(out_dir)
     inputs, outputs = _features_io(spec, len(LABELS), "logits")
     outputs["embedding"] = {"dtype": "float32", "shape": ["N", embed_dim], "from": ENCODER_FILE}
     metadata = {
-        "framework": "pytorch", "format": "torch",
-        "description": (f"Sentenial-X text encoder ({FEATURIZER}, {buckets} -> {embed_dim}, ReLU) and teacher "
-                        f"MLP {list(hidden)} over {len(LABELS)} labels; trained without {holdout or 'no family'}"),
-        "params": params, "inputs": inputs, "outputs": outputs, "metrics": metrics,
+        "framework": "pytorch",
+        "format": "torch",
+        "description": (
+            f"Sentenial-X text encoder ({FEATURIZER}, {buckets} -> {embed_dim}, ReLU) and teacher "
+            f"MLP {list(hidden)} over {len(LABELS)} labels; trained without {holdout or 'no family'}"
+        ),
+        "params": params,
+        "inputs": inputs,
+        "outputs": outputs,
+        "metrics": metrics,
     }
     lineage = {"data_digest": data.used.digest(), "parents": {}, "parent_sha256": {}}
-    return _finish(out_dir, JobResult(
-        job="encoder_teacher", out_dir=out_dir, files=[enc_path, teacher_path],
-        attachments=[("log", log_path), ("chart", loss_png), ("chart", acc_png), ("config", cfg_path)],
-        metadata=metadata, lineage=lineage))
+    return _finish(
+        out_dir,
+        JobResult(
+            job="encoder_teacher",
+            out_dir=out_dir,
+            files=[enc_path, teacher_path],
+            attachments=[("log", log_path), ("chart", loss_png), ("chart", acc_png), ("config", cfg_path)],
+            metadata=metadata,
+            lineage=lineage,
+        ),
+    )
 
 
 def _acc(logits: Any, y: Any) -> float:
@@ -569,6 +642,7 @@ def run_distill_job(
             count_params,
             encoder_from_state_dict,
             head_from_state_dict,
+            head_layer,
             make_head,
         )
 
@@ -576,7 +650,7 @@ def run_distill_job(
         t_head = head_from_state_dict(teacher_sd).eval()
         spec = FeatureSpec(buckets=enc.proj.in_features, ngram=ngram)
         dim = enc.proj.out_features
-        first = t_head.fc1 if hasattr(t_head, "fc1") else t_head.out
+        first = head_layer(t_head, "fc1" if hasattr(t_head, "fc1") else "out")
         if first.in_features != dim:
             raise InvalidInput(f"{teacher.name} does not take the encoder's {dim}-wide embedding")
         data = _prepare(torch, data_seed=data_seed, per_class=per_class, exclude=holdout, spec=spec)
@@ -587,15 +661,20 @@ def run_distill_job(
             # Unlabelled texts from another seed, labelled by the teacher alone: the
             # student sees more of the input space than the labelled split covers.
             seen = set(data.full.texts)
-            extra = [t for t in make_dataset(data_seed + _TRANSFER_SEED_OFFSET, per_class=transfer_per_class)
-                     .without(holdout).texts if t not in seen]
+            extra = [
+                t
+                for t in make_dataset(data_seed + _TRANSFER_SEED_OFFSET, per_class=transfer_per_class)
+                .without(holdout)
+                .texts
+                if t not in seen
+            ]
             n_transfer = len(extra)
             xs["train"] = torch.cat([xs["train"], torch.from_numpy(spec.featurize(extra))])
         with torch.no_grad():
             emb = {s: enc(x) for s, x in xs.items()}
             t_logits = {s: t_head(e) for s, e in emb.items()}
         if n_transfer:
-            ytr = torch.cat([ytr, t_logits["train"][len(ytr):].argmax(1)])
+            ytr = torch.cat([ytr, t_logits["train"][len(ytr) :].argmax(1)])
         student = make_head(dim, hidden, len(LABELS))
         model = Classifier(enc, student)
         for p in enc.parameters():
@@ -627,13 +706,29 @@ def run_distill_job(
             with torch.no_grad():
                 lva = logits_of("val")
                 vkd, vce = kd_parts(lva, soft_va, yva)
-                return {"val_loss": float(alpha * vkd + (1 - alpha) * vce), "val_kd_loss": float(vkd),
-                        "val_ce_loss": float(vce), "val_accuracy": _acc(lva, yva),
-                        "val_agreement": float((lva.argmax(1) == t_logits["val"].argmax(1)).float().mean())}
+                return {
+                    "val_loss": float(alpha * vkd + (1 - alpha) * vce),
+                    "val_kd_loss": float(vkd),
+                    "val_ce_loss": float(vce),
+                    "val_accuracy": _acc(lva, yva),
+                    "val_agreement": float((lva.argmax(1) == t_logits["val"].argmax(1)).float().mean()),
+                }
 
-        _fit(torch, seed=seed, params=[p for p in model.parameters() if p.requires_grad], n=len(ytr), y=ytr,
-             epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, forward=forward,
-             evaluate=evaluate, log=log, set_train=model.train)
+        _fit(
+            torch,
+            seed=seed,
+            params=[p for p in model.parameters() if p.requires_grad],
+            n=len(ytr),
+            y=ytr,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            weight_decay=weight_decay,
+            forward=forward,
+            evaluate=evaluate,
+            log=log,
+            set_train=model.train,
+        )
         model.eval()
         onnx_bytes = export_classifier_onnx(model, labels=LABELS, spec=spec)
         with torch.no_grad():
@@ -656,45 +751,92 @@ def run_distill_job(
         new_pred = predict_proba_onnx(session, data.new_test.texts).argmax(1)
         metrics["new_family_accuracy"] = float((new_pred == data.new_test.y).mean())
     metrics["latency_p50_ms"], metrics["latency_p95_ms"] = _latency(
-        lambda t: predict_proba_onnx(session, [t]), data.test.texts, runs=latency_runs)
+        lambda t: predict_proba_onnx(session, [t]), data.test.texts, runs=latency_runs
+    )
     rows = list(spec.featurize(data.test.texts)[:, None, :])
     metrics["model_latency_p50_ms"], metrics["model_latency_p95_ms"] = _latency(
-        lambda x: session.run(["probs"], {"features": x}), rows, runs=latency_runs)
+        lambda x: session.run(["probs"], {"features": x}), rows, runs=latency_runs
+    )
     metrics["parameters"] = n_enc + n_student
     metrics["teacher_parameters"] = n_enc + n_teacher
 
-    params = {"seed": seed, "epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
-              "hidden": list(hidden), "temperature": temperature, "alpha": alpha, "optimizer": "AdamW",
-              "loss": "alpha*T^2*KL + (1-alpha)*CE", "encoder_frozen": not finetune_encoder,
-              "transfer_per_class": transfer_per_class, "transfer_examples": n_transfer, "threads": threads,
-              "dataset": _data_params(data, data_seed=data_seed, per_class=per_class, holdout=holdout)}
-    sizes = {ENCODER_FILE: encoder.stat().st_size, TEACHER_FILE: teacher.stat().st_size,
-             STUDENT_FILE: onnx_path.stat().st_size}
-    report = _distill_report(metrics=metrics, teacher_metrics=teacher_m, params=params, spec=spec,
-                             counts={"encoder": n_enc, "teacher head": n_teacher, "student head": n_student},
-                             sizes=sizes, n_test=len(data.test.texts), holdout=holdout)
+    params = {
+        "seed": seed,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "weight_decay": weight_decay,
+        "hidden": list(hidden),
+        "temperature": temperature,
+        "alpha": alpha,
+        "optimizer": "AdamW",
+        "loss": "alpha*T^2*KL + (1-alpha)*CE",
+        "encoder_frozen": not finetune_encoder,
+        "transfer_per_class": transfer_per_class,
+        "transfer_examples": n_transfer,
+        "threads": threads,
+        "dataset": _data_params(data, data_seed=data_seed, per_class=per_class, holdout=holdout),
+    }
+    sizes = {
+        ENCODER_FILE: encoder.stat().st_size,
+        TEACHER_FILE: teacher.stat().st_size,
+        STUDENT_FILE: onnx_path.stat().st_size,
+    }
+    report = _distill_report(
+        metrics=metrics,
+        teacher_metrics=teacher_m,
+        params=params,
+        spec=spec,
+        counts={"encoder": n_enc, "teacher head": n_teacher, "student head": n_student},
+        sizes=sizes,
+        n_test=len(data.test.texts),
+        holdout=holdout,
+    )
     report_path = out_dir / REPORT_FILE
     atomic_write_bytes(report_path, report.encode())
     log_path, loss_png, acc_png = log.write(out_dir)
     inputs, outputs = _features_io(spec, len(LABELS), "probs")
     metadata = {
-        "framework": "onnx", "format": "onnx",
-        "description": (f"Sentenial-X threat classifier: encoder + distilled student head {list(hidden)} "
-                        f"as one ONNX graph (features float32[N,{spec.buckets}] -> probs float32[N,{len(LABELS)}])"),
-        "params": params, "inputs": inputs, "outputs": outputs, "metrics": metrics,
+        "framework": "onnx",
+        "format": "onnx",
+        "description": (
+            f"Sentenial-X threat classifier: encoder + distilled student head {list(hidden)} "
+            f"as one ONNX graph (features float32[N,{spec.buckets}] -> probs float32[N,{len(LABELS)}])"
+        ),
+        "params": params,
+        "inputs": inputs,
+        "outputs": outputs,
+        "metrics": metrics,
     }
-    lineage = {"data_digest": data.used.digest(),
-               "parents": {"teacher": teacher_name, "encoder": encoder_name},
-               "parent_sha256": {"teacher": _sha256(teacher), "encoder": _sha256(encoder)}}
-    return _finish(out_dir, JobResult(
-        job="distill", out_dir=out_dir, files=[onnx_path],
-        attachments=[("report", report_path), ("log", log_path), ("chart", loss_png), ("chart", acc_png)],
-        metadata=metadata, lineage=lineage))
+    lineage = {
+        "data_digest": data.used.digest(),
+        "parents": {"teacher": teacher_name, "encoder": encoder_name},
+        "parent_sha256": {"teacher": _sha256(teacher), "encoder": _sha256(encoder)},
+    }
+    return _finish(
+        out_dir,
+        JobResult(
+            job="distill",
+            out_dir=out_dir,
+            files=[onnx_path],
+            attachments=[("report", report_path), ("log", log_path), ("chart", loss_png), ("chart", acc_png)],
+            metadata=metadata,
+            lineage=lineage,
+        ),
+    )
 
 
-def _distill_report(*, metrics: dict[str, Any], teacher_metrics: dict[str, Any], params: dict[str, Any],
-                    spec: FeatureSpec, counts: dict[str, int], sizes: dict[str, int], n_test: int,
-                    holdout: str | None) -> str:
+def _distill_report(
+    *,
+    metrics: dict[str, Any],
+    teacher_metrics: dict[str, Any],
+    params: dict[str, Any],
+    spec: FeatureSpec,
+    counts: dict[str, int],
+    sizes: dict[str, int],
+    n_test: int,
+    holdout: str | None,
+) -> str:
     acc = metrics["accuracy"]
     verdict = "meets" if acc >= MIN_ACCURACY else "DOES NOT meet"
     lines = [
@@ -718,8 +860,10 @@ def _distill_report(*, metrics: dict[str, Any], teacher_metrics: dict[str, Any],
         f"{teacher_metrics['false_positive_rate']:.4f}, student {metrics['false_positive_rate']:.4f}",
     ]
     if holdout is not None and "new_family_accuracy" in metrics:
-        lines.append(f"- Held-out family `{holdout}` (never seen; taught later by LoRA): student accuracy "
-                     f"{metrics['new_family_accuracy']:.4f}")
+        lines.append(
+            f"- Held-out family `{holdout}` (never seen; taught later by LoRA): student accuracy "
+            f"{metrics['new_family_accuracy']:.4f}"
+        )
     lines += [
         "",
         "## Size",
@@ -769,9 +913,10 @@ def run_lora_job(
     data_seed: int = 0,
     per_class: int = 600,
     new_family: str = NEW_FAMILY,
-    rank: int = 8,
-    alpha: float = 16.0,
-    targets: Sequence[str] = ("encoder.proj", "head.fc1", "head.out"),
+    rank: int = 4,
+    alpha: float = 8.0,
+    targets: Sequence[str] = ("encoder.proj", "head.fc1"),
+    modules_to_save: Sequence[str] = ("head.out",),
     epochs: int = 8,
     batch_size: int = 128,
     lr: float = 5e-3,
@@ -800,7 +945,10 @@ def run_lora_job(
         new_family: the family the adapter teaches (metrics report it before and after).
         rank: the rank of each update (4 to 8 is plenty here).
         alpha: the LoRA alpha (updates are scaled by ``alpha / rank``).
-        targets: the adapted layers of the base.
+        targets: the layers of the base that get a low-rank update.
+        modules_to_save: layers trained in full and saved whole in the adapter (the
+            output layer by default: its row for the new family, bias included, must
+            move far from where base training left it).
         epochs: passes over the train split.
         batch_size: examples per step.
         lr: AdamW learning rate.
@@ -849,7 +997,7 @@ def run_lora_job(
         val_new = yva == new_y
         with torch.no_grad():
             before = model(data.test.x).argmax(1).numpy()
-        apply_lora(model, targets, rank=rank, alpha=alpha, seed=seed)
+        apply_lora(model, targets, rank=rank, alpha=alpha, seed=seed, modules_to_save=modules_to_save)
         trainable = [p for p in model.parameters() if p.requires_grad]
         log = TrainLog("lora")
 
@@ -860,22 +1008,45 @@ def run_lora_job(
         def evaluate() -> dict[str, float]:
             with torch.no_grad():
                 lva = model(data.val.x)
-                return {"val_loss": float(f.cross_entropy(lva, yva)), "val_accuracy": _acc(lva, yva),
-                        "val_new_family_accuracy": _acc(lva[val_new], yva[val_new])}
+                return {
+                    "val_loss": float(f.cross_entropy(lva, yva)),
+                    "val_accuracy": _acc(lva, yva),
+                    "val_new_family_accuracy": _acc(lva[val_new], yva[val_new]),
+                }
 
-        _fit(torch, seed=seed, params=trainable, n=len(ytr), y=ytr, epochs=epochs, batch_size=batch_size,
-             lr=lr, weight_decay=weight_decay, forward=forward, evaluate=evaluate, log=log,
-             set_train=model.train)
+        _fit(
+            torch,
+            seed=seed,
+            params=trainable,
+            n=len(ytr),
+            y=ytr,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            weight_decay=weight_decay,
+            forward=forward,
+            evaluate=evaluate,
+            log=log,
+            set_train=model.train,
+        )
         model.eval()
         with torch.no_grad():
             torch_pred = model(data.test.x).argmax(1).numpy()
-        tensors = {k: v.numpy() for k, v in lora_state_dict(model).items()}
+        tensors = {k: v.numpy() for k, v in lora_state_dict(model, modules_to_save).items()}
         n_adapter = sum(int(v.size) for v in tensors.values())
-        n_base = count_params(model) - n_adapter
+        n_base = count_params(model) - sum(int(v.size) for k, v in tensors.items() if ".lora_" in k)
 
-    config = AdapterConfig(r=rank, lora_alpha=alpha, target_modules=tuple(targets), base_model=base_name,
-                           base_sha256=hashlib.sha256(base_bytes).hexdigest(), labels=LABELS,
-                           featurizer=spec.to_dict(), new_family=new_family)
+    config = AdapterConfig(
+        r=rank,
+        lora_alpha=alpha,
+        target_modules=tuple(targets),
+        modules_to_save=tuple(modules_to_save),
+        base_model=base_name,
+        base_sha256=hashlib.sha256(base_bytes).hexdigest(),
+        labels=LABELS,
+        featurizer=spec.to_dict(),
+        new_family=new_family,
+    )
     weights_path, config_path = save_adapter(out_dir / ADAPTER_DIR, tensors, config)
     session = open_session(merge_adapter_onnx(base_bytes, tensors, config))
     pred = predict_proba_onnx(session, data.test.texts).argmax(1)
@@ -891,35 +1062,71 @@ def run_lora_job(
     metrics["false_positive_rate_before"] = before_m["false_positive_rate"]
     metrics["onnx_torch_agreement"] = float((pred == torch_pred).mean())
     metrics["latency_p50_ms"], metrics["latency_p95_ms"] = _latency(
-        lambda t: predict_proba_onnx(session, [t]), data.test.texts, runs=latency_runs)
+        lambda t: predict_proba_onnx(session, [t]), data.test.texts, runs=latency_runs
+    )
     metrics["parameters"] = n_adapter
     metrics["base_parameters"] = n_base
 
-    params = {"seed": seed, "epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
-              "rank": rank, "alpha": alpha, "targets": list(targets), "new_family": new_family,
-              "optimizer": "AdamW", "loss": "cross_entropy", "threads": threads,
-              "dataset": _data_params(data, data_seed=data_seed, per_class=per_class, holdout=None)}
+    params = {
+        "seed": seed,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "weight_decay": weight_decay,
+        "rank": rank,
+        "alpha": alpha,
+        "targets": list(targets),
+        "modules_to_save": list(modules_to_save),
+        "new_family": new_family,
+        "optimizer": "AdamW",
+        "loss": "cross_entropy",
+        "threads": threads,
+        "dataset": _data_params(data, data_seed=data_seed, per_class=per_class, holdout=None),
+    }
     report = _lora_report(metrics=metrics, before=before_m, params=params, n_test=len(data.test.texts))
     report_path = out_dir / REPORT_FILE
     atomic_write_bytes(report_path, report.encode())
     log_path, loss_png, acc_png = log.write(out_dir)
     inputs, outputs = _features_io(spec, len(LABELS), "probs")
     metadata = {
-        "framework": "pytorch", "format": "safetensors",
-        "description": (f"LoRA adapter (rank {rank}, alpha {alpha}) on {', '.join(targets)} of the threat "
-                        f"student, teaching {new_family}; merge with sentenialx.orchestrator.lora.merge_adapter_onnx"),
-        "params": params, "inputs": inputs, "outputs": outputs, "metrics": metrics,
+        "framework": "pytorch",
+        "format": "safetensors",
+        "description": (
+            f"LoRA adapter (rank {rank}, alpha {alpha}) on {', '.join(targets)} of the threat "
+            f"student, teaching {new_family}; merge with sentenialx.orchestrator.lora.merge_adapter_onnx"
+        ),
+        "params": params,
+        "inputs": inputs,
+        "outputs": outputs,
+        "metrics": metrics,
     }
-    lineage = {"data_digest": data.used.digest(), "parents": {"base": base_name},
-               "parent_sha256": {"base": hashlib.sha256(base_bytes).hexdigest()}}
-    return _finish(out_dir, JobResult(
-        job="lora", out_dir=out_dir, files=[weights_path],
-        attachments=[("config", config_path), ("report", report_path), ("log", log_path), ("chart", loss_png),
-                     ("chart", acc_png)],
-        metadata=metadata, lineage=lineage))
+    lineage = {
+        "data_digest": data.used.digest(),
+        "parents": {"base": base_name},
+        "parent_sha256": {"base": hashlib.sha256(base_bytes).hexdigest()},
+    }
+    return _finish(
+        out_dir,
+        JobResult(
+            job="lora",
+            out_dir=out_dir,
+            files=[weights_path],
+            attachments=[
+                ("config", config_path),
+                ("report", report_path),
+                ("log", log_path),
+                ("chart", loss_png),
+                ("chart", acc_png),
+            ],
+            metadata=metadata,
+            lineage=lineage,
+        ),
+    )
 
 
-def _lora_report(*, metrics: dict[str, Any], before: dict[str, Any], params: dict[str, Any], n_test: int) -> str:
+def _lora_report(
+    *, metrics: dict[str, Any], before: dict[str, Any], params: dict[str, Any], n_test: int
+) -> str:
     fam = params["new_family"]
     lines = [
         f"# LoRA report: teaching `{fam}`",
@@ -936,7 +1143,8 @@ def _lora_report(*, metrics: dict[str, Any], before: dict[str, Any], params: dic
         lines.append(f"| {name} | {before['per_class'].get(name, 0.0):.4f} | {v:.4f} |")
     lines += [
         "",
-        f"- False positive rate: {metrics['false_positive_rate_before']:.4f} -> {metrics['false_positive_rate']:.4f}",
+        f"- False positive rate: {metrics['false_positive_rate_before']:.4f} -> "
+        f"{metrics['false_positive_rate']:.4f}",
         f"- Adapter parameters: {metrics['parameters']:,} (base: {metrics['base_parameters']:,})",
         f"- Merged ONNX latency (featurize + run, one input): p50 {metrics['latency_p50_ms']:.3f} ms, "
         f"p95 {metrics['latency_p95_ms']:.3f} ms",

@@ -3,12 +3,16 @@
 An adapter is a folder of two files, laid out as PEFT lays them out:
 
 - ``adapter.safetensors``: for each target layer ``T``, ``T.lora_A.weight``
-  ``[r, in]`` and ``T.lora_B.weight`` ``[out, r]``;
+  ``[r, in]`` and ``T.lora_B.weight`` ``[out, r]``; for each layer ``M`` in
+  ``modules_to_save`` (trained in full, as a classifier's output layer is when
+  it learns a new class), ``M.weight`` ``[out, in]`` and ``M.bias`` ``[out]``;
 - ``adapter_config.json``: ``peft_type``, ``r``, ``lora_alpha``,
-  ``target_modules`` and what the adapter was trained against (base model
-  name and sha256, label order, featurizer, the new family it teaches).
+  ``target_modules``, ``modules_to_save`` and what the adapter was trained
+  against (base model name and sha256, label order, featurizer, the new family
+  it teaches).
 
-The adapted weight of layer ``T`` is ``W + (lora_alpha / r) * B @ A``.
+The adapted weight of layer ``T`` is ``W + (lora_alpha / r) * B @ A``; a saved
+module replaces the base's layer.
 :func:`merge_adapter_onnx` applies that to a base ONNX graph with numpy and
 onnx only, so the inference side can serve the adapted model without torch.
 """
@@ -50,7 +54,8 @@ class AdapterConfig:
     Attributes:
         r: the rank of every update.
         lora_alpha: the scale numerator (updates are scaled by ``lora_alpha / r``).
-        target_modules: the adapted layers, e.g. ``("encoder.proj", "head.fc1", "head.out")``.
+        target_modules: the adapted layers, e.g. ``("encoder.proj", "head.fc1")``.
+        modules_to_save: layers stored whole, e.g. ``("head.out",)``.
         base_model: the base model's name (a hub model name such as ``distill``).
         base_sha256: sha256 of the base model file the adapter was trained on.
         labels: the label order of the outputs.
@@ -61,6 +66,7 @@ class AdapterConfig:
     r: int
     lora_alpha: float
     target_modules: tuple[str, ...]
+    modules_to_save: tuple[str, ...] = ()
     base_model: str = ""
     base_sha256: str = ""
     labels: tuple[str, ...] = ()
@@ -75,10 +81,19 @@ class AdapterConfig:
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (PEFT's keys first, ours after)."""
         return {
-            "peft_type": "LORA", "r": self.r, "lora_alpha": self.lora_alpha,
-            "target_modules": list(self.target_modules), "bias": "none", "fan_in_fan_out": False,
-            "lora_dropout": 0.0, "base_model": self.base_model, "base_sha256": self.base_sha256,
-            "labels": list(self.labels), "featurizer": dict(self.featurizer), "new_family": self.new_family,
+            "peft_type": "LORA",
+            "r": self.r,
+            "lora_alpha": self.lora_alpha,
+            "target_modules": list(self.target_modules),
+            "modules_to_save": list(self.modules_to_save),
+            "bias": "none",
+            "fan_in_fan_out": False,
+            "lora_dropout": 0.0,
+            "base_model": self.base_model,
+            "base_sha256": self.base_sha256,
+            "labels": list(self.labels),
+            "featurizer": dict(self.featurizer),
+            "new_family": self.new_family,
         }
 
     @classmethod
@@ -92,22 +107,29 @@ class AdapterConfig:
             raise InvalidInput(f"adapter config is {data.get('peft_type')!r}, not LORA")
         try:
             return cls(
-                r=int(data["r"]), lora_alpha=float(data["lora_alpha"]),
+                r=int(data["r"]),
+                lora_alpha=float(data["lora_alpha"]),
                 target_modules=tuple(str(t) for t in data["target_modules"]),
-                base_model=str(data.get("base_model", "")), base_sha256=str(data.get("base_sha256", "")),
+                modules_to_save=tuple(str(t) for t in data.get("modules_to_save") or ()),
+                base_model=str(data.get("base_model", "")),
+                base_sha256=str(data.get("base_sha256", "")),
                 labels=tuple(str(x) for x in data.get("labels", ())),
-                featurizer=dict(data.get("featurizer", {})), new_family=data.get("new_family"),
+                featurizer=dict(data.get("featurizer", {})),
+                new_family=data.get("new_family"),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidInput(f"adapter config is malformed ({type(exc).__name__}: {exc})") from None
 
 
-def save_adapter(folder: Path, tensors: dict[str, npt.NDArray[np.float32]], config: AdapterConfig) -> tuple[Path, Path]:
+def save_adapter(
+    folder: Path, tensors: dict[str, npt.NDArray[np.float32]], config: AdapterConfig
+) -> tuple[Path, Path]:
     """Write ``adapter.safetensors`` and ``adapter_config.json`` into ``folder``.
 
     Args:
         folder: created if missing.
-        tensors: ``<target>.lora_A.weight`` / ``<target>.lora_B.weight`` arrays.
+        tensors: ``<target>.lora_A.weight`` / ``<target>.lora_B.weight`` arrays, and
+            ``<module>.weight`` / ``<module>.bias`` for ``modules_to_save``.
         config: the adapter's config.
 
     Returns:
@@ -120,8 +142,10 @@ def save_adapter(folder: Path, tensors: dict[str, npt.NDArray[np.float32]], conf
     """
     _check_tensors(tensors, config)
     st: Any = require("safetensors.numpy", "torch")
-    data = st.save({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in sorted(tensors.items())},
-                   metadata={"format": "pt", "peft_type": "LORA", "r": str(config.r)})
+    data = st.save(
+        {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in sorted(tensors.items())},
+        metadata={"format": "pt", "peft_type": "LORA", "r": str(config.r)},
+    )
     weights, cfg = folder / ADAPTER_WEIGHTS, folder / ADAPTER_CONFIG
     atomic_write_bytes(weights, data)
     atomic_write_bytes(cfg, (json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n").encode())
@@ -148,20 +172,27 @@ def load_adapter(folder: Path) -> tuple[dict[str, npt.NDArray[np.float32]], Adap
 
 def _check_tensors(tensors: dict[str, npt.NDArray[Any]], config: AdapterConfig) -> None:
     expected = {f"{t}.lora_{m}.weight" for t in config.target_modules for m in "AB"}
+    expected |= {f"{m}.{p}" for m in config.modules_to_save for p in ("weight", "bias")}
     if set(tensors) != expected:
-        raise InvalidInput(f"adapter tensors {sorted(tensors)} do not match targets {list(config.target_modules)}")
+        raise InvalidInput(
+            f"adapter tensors {sorted(tensors)} do not match targets {list(config.target_modules)}"
+            f" and modules to save {list(config.modules_to_save)}"
+        )
     for t in config.target_modules:
         a, b = tensors[f"{t}.lora_A.weight"], tensors[f"{t}.lora_B.weight"]
         if a.ndim != 2 or b.ndim != 2 or a.shape[0] != config.r or b.shape[1] != config.r:
             raise InvalidInput(f"adapter layer {t!r}: A {a.shape} and B {b.shape} are not rank {config.r}")
 
 
-def merge_adapter_onnx(base: bytes, tensors: dict[str, npt.NDArray[np.float32]], config: AdapterConfig) -> bytes:
+def merge_adapter_onnx(
+    base: bytes, tensors: dict[str, npt.NDArray[np.float32]], config: AdapterConfig
+) -> bytes:
     """Fold an adapter into a base graph exported by :mod:`.export`.
 
     Each target's weight initializer becomes ``W + scaling * B @ A`` (in the
-    orientation the ``Gemm`` reads it); nothing else changes, so the result has
-    the same inputs, outputs and metadata, plus ``sentenialx.adapter``.
+    orientation the ``Gemm`` reads it) and each saved module's weight and bias
+    replace the base's; nothing else changes, so the result has the same inputs,
+    outputs and metadata, plus ``sentenialx.adapter``.
 
     Args:
         base: the base model's bytes.
@@ -179,8 +210,10 @@ def merge_adapter_onnx(base: bytes, tensors: dict[str, npt.NDArray[np.float32]],
     onnx: Any = require("onnx", "onnx")
     base_sha = hashlib.sha256(base).hexdigest()
     if config.base_sha256 and config.base_sha256 != base_sha:
-        raise InvalidInput(f"adapter was trained on a base with sha256 {config.base_sha256[:12]}…, "
-                           f"this base is {base_sha[:12]}…")
+        raise InvalidInput(
+            f"adapter was trained on a base with sha256 {config.base_sha256[:12]}…, "
+            f"this base is {base_sha[:12]}…"
+        )
     _check_tensors(tensors, config)
     proto = onnx.load_model_from_string(base)
     inits = {t.name: t for t in proto.graph.initializer}
@@ -203,6 +236,18 @@ def merge_adapter_onnx(base: bytes, tensors: dict[str, npt.NDArray[np.float32]],
             raise InvalidInput(f"LoRA target {target!r}: update {delta.shape} does not fit weight {w.shape}")
         merged = (w.astype(np.float64) + delta).astype(np.float32)
         inits[name].CopyFrom(onnx.numpy_helper.from_array(merged, name))
+    for module in config.modules_to_save:
+        for part in ("weight", "bias"):
+            name = f"{module}.{part}"
+            if name not in inits or (part == "weight" and name not in trans_b):
+                raise InvalidInput(f"saved module {module!r} is not a Gemm layer of the base graph")
+            new = np.asarray(tensors[name], dtype=np.float32)
+            if part == "weight" and not trans_b[name]:
+                new = new.T
+            old_shape = tuple(inits[name].dims)
+            if new.shape != old_shape:
+                raise InvalidInput(f"saved {name!r} has shape {new.shape}, the base's is {old_shape}")
+            inits[name].CopyFrom(onnx.numpy_helper.from_array(np.ascontiguousarray(new), name))
     entry = proto.metadata_props.add()
     entry.key = ADAPTER_KEY
     entry.value = json.dumps({"base_sha256": base_sha, "adapter": config.to_dict()}, sort_keys=True)

@@ -35,6 +35,7 @@ __all__ = [
     "lora_state_dict",
     "make_head",
     "head_from_state_dict",
+    "head_layer",
     "encoder_from_state_dict",
 ]
 
@@ -71,6 +72,18 @@ def make_head(dim: int, hidden: Sequence[int], n_classes: int, *, dropout: float
     return nn.Sequential(layers)
 
 
+def head_layer(head: nn.Sequential, name: str) -> nn.Linear:
+    """The linear layer ``name`` (``fc1``.. or ``out``) of a head made by :func:`make_head`.
+
+    Raises:
+        InvalidInput: the head has no such linear layer.
+    """
+    layer = getattr(head, name, None)
+    if not isinstance(layer, nn.Linear):
+        raise InvalidInput(f"head has no linear layer {name!r}")
+    return layer
+
+
 class Classifier(nn.Module):
     """Encoder then head: features ``[N, buckets]`` to logits ``[N, classes]``."""
 
@@ -78,6 +91,11 @@ class Classifier(nn.Module):
         super().__init__()
         self.encoder = encoder
         self.head = head
+
+    @property
+    def n_classes(self) -> int:
+        """Output width."""
+        return head_layer(self.head, "out").out_features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.encoder(x))
@@ -164,41 +182,69 @@ class LoRALinear(nn.Module):
         return self.base.weight + self.scaling * (self.lora_B @ self.lora_A)
 
 
-def apply_lora(model: nn.Module, targets: Sequence[str], *, rank: int, alpha: float, seed: int) -> None:
+def _linear(model: nn.Module, name: str) -> tuple[nn.Module, str, nn.Linear]:
+    parent_name, _, attr = name.rpartition(".")
+    try:
+        parent = model.get_submodule(parent_name) if parent_name else model
+        layer = getattr(parent, attr)
+    except AttributeError:
+        raise InvalidInput(f"LoRA target {name!r} is not a module of the model") from None
+    if not isinstance(layer, nn.Linear):
+        raise InvalidInput(f"LoRA target {name!r} is a {type(layer).__name__}, not a Linear")
+    return parent, attr, layer
+
+
+def apply_lora(
+    model: nn.Module,
+    targets: Sequence[str],
+    *,
+    rank: int,
+    alpha: float,
+    seed: int,
+    modules_to_save: Sequence[str] = (),
+) -> None:
     """Replace the named ``nn.Linear`` submodules of ``model`` with :class:`LoRALinear`.
 
-    Every other parameter of ``model`` is frozen.
+    Every other parameter of ``model`` is frozen, except those of ``modules_to_save``
+    (PEFT's term): layers trained in full and saved whole with the adapter, as a
+    classifier's output layer is when the adapter teaches it a new class.
 
     Args:
         model: the model to adapt, in place.
-        targets: dotted module names, e.g. ``["encoder.proj", "head.fc1", "head.out"]``.
+        targets: dotted module names, e.g. ``["encoder.proj", "head.fc1"]``.
         rank: the rank ``r`` of each update.
         alpha: the LoRA alpha (the update is scaled by ``alpha / rank``).
         seed: seeds the initialisation of the ``A`` matrices.
+        modules_to_save: dotted names of ``nn.Linear`` layers to train in full.
 
     Raises:
-        InvalidInput: a target is missing or is not an ``nn.Linear``.
+        InvalidInput: a target is missing, is not an ``nn.Linear``, or is also in
+            ``modules_to_save``.
     """
+    both = set(targets) & set(modules_to_save)
+    if both:
+        raise InvalidInput(f"layers {sorted(both)} are both LoRA targets and modules to save")
     for p in model.parameters():
         p.requires_grad_(False)
     gen = torch.Generator().manual_seed(seed)
     for name in targets:
-        parent_name, _, attr = name.rpartition(".")
-        try:
-            parent = model.get_submodule(parent_name) if parent_name else model
-            layer = getattr(parent, attr)
-        except AttributeError:
-            raise InvalidInput(f"LoRA target {name!r} is not a module of the model") from None
-        if not isinstance(layer, nn.Linear):
-            raise InvalidInput(f"LoRA target {name!r} is a {type(layer).__name__}, not a Linear")
+        parent, attr, layer = _linear(model, name)
         setattr(parent, attr, LoRALinear(layer, rank=rank, alpha=alpha, generator=gen))
+    for name in modules_to_save:
+        for p in _linear(model, name)[2].parameters():
+            p.requires_grad_(True)
 
 
-def lora_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The adapter's tensors, PEFT-style: ``<target>.lora_A.weight`` and ``<target>.lora_B.weight``."""
+def lora_state_dict(model: nn.Module, modules_to_save: Sequence[str] = ()) -> dict[str, torch.Tensor]:
+    """The adapter's tensors: ``<target>.lora_A.weight`` and ``<target>.lora_B.weight`` per
+    LoRA layer, and ``<module>.weight`` and ``<module>.bias`` per module saved whole."""
     out: dict[str, torch.Tensor] = {}
     for name, mod in model.named_modules():
         if isinstance(mod, LoRALinear):
             out[f"{name}.lora_A.weight"] = mod.lora_A.detach().clone().contiguous()
             out[f"{name}.lora_B.weight"] = mod.lora_B.detach().clone().contiguous()
+    for name in modules_to_save:
+        layer = _linear(model, name)[2]
+        out[f"{name}.weight"] = layer.weight.detach().clone().contiguous()
+        out[f"{name}.bias"] = layer.bias.detach().clone().contiguous()
     return out

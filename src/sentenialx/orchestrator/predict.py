@@ -68,7 +68,9 @@ def session_labels_and_spec(session: Any) -> tuple[list[str], FeatureSpec]:
     return labels, spec
 
 
-def predict_proba_onnx(session: Any, texts: Sequence[str], *, batch_size: int = 1024) -> npt.NDArray[np.float32]:
+def predict_proba_onnx(
+    session: Any, texts: Sequence[str], *, batch_size: int = 1024
+) -> npt.NDArray[np.float32]:
     """Class probabilities ``[len(texts), classes]`` (columns in the model's label order).
 
     Args:

@@ -82,7 +82,7 @@ def serve(host: str, port: int, anonymous_read: bool, max_upload: str, log_level
     if not active and not anonymous_read:
         click.echo("note: no active token; create one with `sentenialx models token create"
                    " NAME --scope read`", err=True)
-    click.echo(f"serving {hub.root} on http://{host}:{port} (API /api/v1, docs /api/docs)",
+    click.echo(f"serving {hub.root} on http://{host}:{port} (API /api/v1, /openapi.json)",
                err=True)
     uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_keep_alive=30)
 

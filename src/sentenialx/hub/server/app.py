@@ -282,7 +282,9 @@ def create_app(hub: Hub, *, tokens: TokenChecker | None = None, anonymous_read: 
         version="1",
         description="Versioned, verifiable model artifacts. Authenticate with"
                     " `Authorization: Bearer <token>`.",
-        docs_url="/api/docs", redoc_url=None, openapi_url="/openapi.json",
+        # No Swagger/ReDoc pages: they load script from a CDN, which our CSP (and a
+        # closed network) refuses. The description itself is at /openapi.json.
+        docs_url=None, redoc_url=None, openapi_url="/openapi.json",
     )
     app.state.hub = hub
     app.state.auth = tokens or Authenticator(hub)
