@@ -181,6 +181,32 @@ class Dataset:
         atomic_write_bytes(p, self.canonical_bytes())
         return p
 
+    @classmethod
+    def read_jsonl(cls, path: str | Path) -> Dataset:
+        """Read a file written by :meth:`write_jsonl`.
+
+        Raises:
+            InvalidInput: the file is not this schema, or its lines disagree with the header.
+        """
+        try:
+            lines = Path(path).read_text(encoding="utf-8").splitlines()
+            header = json.loads(lines[0])
+            rows = [json.loads(line) for line in lines[1:]]
+            if header.get("schema") != DATASET_SCHEMA or header.get("size") != len(rows):
+                raise ValueError(f"header {header!r} does not describe {len(rows)} {DATASET_SCHEMA} rows")
+            names = tuple(header["label_names"])
+            if any(names[r["label_id"]] != r["label"] for r in rows):
+                raise ValueError("a row's label and label_id disagree")
+            return cls(
+                texts=tuple(r["text"] for r in rows),
+                labels=tuple(int(r["label_id"]) for r in rows),
+                label_names=names,
+                splits=tuple(r["split"] for r in rows),
+                kinds=tuple(r["kind"] for r in rows),
+            )
+        except (OSError, IndexError, KeyError, TypeError, ValueError) as exc:
+            raise InvalidInput(f"{path}: not a threat dataset ({type(exc).__name__}: {exc})") from None
+
 
 def _canonical(obj: Any) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()

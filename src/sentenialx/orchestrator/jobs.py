@@ -524,7 +524,8 @@ def run_encoder_and_teacher_job(
         "format": "torch",
         "description": (
             f"Sentenial-X text encoder ({FEATURIZER}, {buckets} -> {embed_dim}, ReLU) and teacher "
-            f"MLP {list(hidden)} over {len(LABELS)} labels; trained without {holdout or 'no family'}"
+            f"MLP {list(hidden)} over {len(LABELS)} labels; "
+            + (f"trained without {holdout}" if holdout else "trained on every family")
         ),
         "params": params,
         "inputs": inputs,

@@ -144,7 +144,9 @@ def save_adapter(
     st: Any = require("safetensors.numpy", "torch")
     data = st.save(
         {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in sorted(tensors.items())},
-        metadata={"format": "pt", "peft_type": "LORA", "r": str(config.r)},
+        # One key only: safetensors keeps metadata in a hash map, so several keys come out
+        # in a different order from run to run and the file's bytes would not be reproducible.
+        metadata={"format": "pt"},
     )
     weights, cfg = folder / ADAPTER_WEIGHTS, folder / ADAPTER_CONFIG
     atomic_write_bytes(weights, data)

@@ -50,7 +50,7 @@ class _Loaded:
     labels: list[str]
     buckets: int
     ngram: int
-    lora_delta: Any = None  # (A, B, scale, target) or None
+    lora_delta: Any = None  # unused: adapters are merged into the graph
     input_name: str = "features"
     output_names: list[str] = field(default_factory=list)
 
@@ -160,45 +160,53 @@ class ThreatClassifier:
         }
 
     def _load(self, wanted: dict[str, Any] | None = None) -> _Loaded:
-        from sentenialx.hub.errors import InvalidInput
+        from sentenialx.orchestrator.predict import open_session, session_labels_and_spec
 
         wanted = wanted or self._resolve_all()
         enc, clf, lora = wanted["encoder"], wanted["classifier"], wanted["lora"]
-        # The encoder version carries the featurizer's settings (and its weights are
-        # folded into the student's ONNX graph); verify its files like any other.
-        self.hub.read_files(enc.ref, trust=self.trust)
-        params = enc.meta.get("params", {})
-        feat = params.get("featurizer", params)
-        buckets, ngram = int(feat.get("buckets", 4096)), int(feat.get("ngram", 3))
-        session = self.hub.load(clf.ref, trust=self.trust)
-        labels = _labels(clf)
-        if not labels:
-            raise InvalidInput(f"{clf.ref} has no class labels in its metadata (outputs.labels)")
-        delta = None
+        # The encoder's weights are folded into the student's graph; its version is still
+        # verified (and trust-checked) so a tampered encoder release is noticed, and the
+        # student's lineage must name it.
+        self.hub.read_files(enc.ref, trust=self.trust, roles=("weights",))
+        parents = {(p.get("model"), p.get("version")) for p in clf.lineage.get("parents", [])}
+        if parents and (enc.model, enc.version) not in parents:
+            log.warning("%s was distilled with encoder %s, not %s", clf.ref,
+                        sorted(f"{m}@{v}" for m, v in parents if m == enc.model) or "-", enc.ref)
+        model_bytes = self.hub.open_bytes(clf.ref, trust=self.trust)
         if lora is not None:
-            tensors = self.hub.load(lora.ref, trust=self.trust)
-            delta = _lora_delta(lora, tensors)
+            model_bytes = self._merge_lora(lora, model_bytes)
+        session = open_session(model_bytes)
+        labels, spec = session_labels_and_spec(session)
         outs = [o.name for o in session.get_outputs()]
-        return _Loaded(enc, clf, lora, session, labels, buckets, ngram, delta,
+        return _Loaded(enc, clf, lora, session, labels, spec.buckets, spec.ngram, None,
                        session.get_inputs()[0].name, outs)
+
+    def _merge_lora(self, lora: VersionInfo, base: bytes) -> bytes:
+        """Fold a verified adapter folder into the verified student graph (numpy + onnx, no torch)."""
+        import json
+
+        from sentenialx.hub.errors import InvalidInput
+        from sentenialx.hub.loaders.safetensors import load_safetensors_numpy
+        from sentenialx.orchestrator.lora import AdapterConfig, merge_adapter_onnx
+
+        files = self.hub.read_files(lora.ref, trust=self.trust, roles=("weights", "config"))
+        weights = [v for k, v in files.items() if k.endswith(".safetensors")]
+        configs = [v for k, v in files.items() if k.endswith("adapter_config.json")]
+        if len(weights) != 1 or len(configs) != 1:
+            raise InvalidInput(f"{lora.ref} is not a LoRA adapter folder (adapter.safetensors +"
+                               " adapter_config.json)")
+        tensors = load_safetensors_numpy(weights[0], name=f"{lora.ref}:adapter.safetensors")
+        config = AdapterConfig.from_dict(json.loads(configs[0]))
+        return merge_adapter_onnx(base, tensors, config)
 
     def _probs(self, state: _Loaded, texts: list[str]) -> np.ndarray:
         import numpy as np
 
-        from sentenialx.orchestrator.features import featurize
+        from sentenialx.orchestrator.predict import predict_proba_onnx
 
-        x = featurize(texts, buckets=state.buckets, ngram=state.ngram)
-        if state.lora_delta is None:
-            probs = state.session.run(["probs"] if "probs" in state.output_names else None,
-                                      {state.input_name: x})[0]
-            return np.asarray(probs)
-        a, b, scale, target = state.lora_delta
-        res = dict(zip(state.output_names, state.session.run(None, {state.input_name: x}),
-                       strict=True))
-        hidden, logits = res[target], res["logits"]
-        logits = logits + scale * (hidden @ a.T @ b.T)
-        e = np.exp(logits - logits.max(axis=1, keepdims=True))
-        return np.asarray(e / e.sum(axis=1, keepdims=True))
+        if not texts:
+            return np.zeros((0, len(state.labels)), dtype=np.float32)
+        return predict_proba_onnx(state.session, texts)
 
 
 def _labels(info: VersionInfo) -> list[str]:
@@ -208,25 +216,6 @@ def _labels(info: VersionInfo) -> list[str]:
         if isinstance(cand, list) and cand:
             return [str(c) for c in cand]
     return []
-
-
-def _lora_delta(info: VersionInfo, tensors: dict[str, Any]) -> tuple[Any, Any, float, str]:
-    """(A, B, scale, hidden output name) for a LoRA on the classifier's output layer."""
-    import numpy as np
-
-    from sentenialx.hub.errors import InvalidInput
-
-    cfg = info.meta.get("params", {})
-    def arr(name: str) -> Any:
-        t = tensors.get(name)
-        if t is None:
-            raise InvalidInput(f"{info.ref}: adapter has no tensor {name!r}"
-                               f" (has {', '.join(sorted(tensors))})")
-        return t.detach().cpu().numpy() if hasattr(t, "detach") else np.asarray(t)
-
-    a, b = arr(cfg.get("lora_a", "lora_A")), arr(cfg.get("lora_B", cfg.get("lora_b", "lora_B")))
-    scale = float(cfg.get("alpha", 1.0)) / float(cfg.get("rank", a.shape[0]))
-    return a.astype(np.float32), b.astype(np.float32), scale, str(cfg.get("target_output", "hidden"))
 
 
 def build_inference_pipeline(hub: Hub | None = None, *, encoder: str = "encoder",

@@ -57,3 +57,13 @@ def _load_numpy(data: bytes | memoryview, *, name: str) -> dict[str, Any]:
         raise InvalidInput(
             f"{name}: not a valid safetensors file ({type(exc).__name__}: {exc})"
         ) from exc
+
+
+def load_safetensors_numpy(data: bytes | memoryview, *, name: str) -> dict[str, Any]:
+    """Load safetensors bytes as numpy arrays, whether or not torch is installed.
+
+    Raises:
+        InvalidInput: the bytes are not a valid safetensors file numpy can hold.
+        MissingDependency: safetensors or numpy is not installed.
+    """
+    return _load_numpy(data, name=name)
