@@ -132,6 +132,9 @@ def _register_commands() -> None:
     cli.add_command(_models.models)
     cli.add_command(_demo.demo)
     cli.add_command(_keys.keys)
+    from sentenialx.hub.cli import train as _train
+
+    cli.add_command(_train.train)
     _models.models.add_command(_keys.sign)
     _models.models.add_command(_keys.promote)
     from sentenialx.hub.cli import serve as _serve
