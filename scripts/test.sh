@@ -4,14 +4,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+# Debian's chromium for the browser tests (Playwright drives /usr/bin/chromium).
+scripts/install-chromium.sh
 export SENTENIALX_SERVICES_DIR=${SENTENIALX_SERVICES_DIR:-$(mktemp -d /tmp/sentenialx-services.XXXXXX)}
 chmod 755 "$SENTENIALX_SERVICES_DIR"
-if [ -x scripts/services/up.sh ]; then
-    trap 'scripts/services/down.sh || true' EXIT
-    scripts/services/up.sh
-    # shellcheck disable=SC1091
-    source "$SENTENIALX_SERVICES_DIR/services.env"
-fi
+trap 'scripts/services/down.sh >/dev/null || echo "test.sh: some services did not stop" >&2' EXIT
+scripts/services/up.sh >/dev/null
+# shellcheck disable=SC1091
+source "$SENTENIALX_SERVICES_DIR/services.env"
 set +e
 .venv/bin/python -m pytest -q "$@"
 rc=$?
