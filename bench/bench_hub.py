@@ -710,6 +710,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                      " (caches cannot be dropped here); write figures include fsync.")
     res.notes.append("Times are medians of interleaved repetitions (order rotated each time);"
                      " raw samples are in the JSON file.")
+    if args.quick:
+        res.notes.append("--quick is a sanity run: at these sizes fixed per-call costs (index"
+                         " transactions, sidecars, fsyncs: tens of ms) dominate the ratios, so"
+                         " the targets, set for 1 GiB, are indicative only (exit code 0).")
     started = time.time()
     load_start = " ".join(f"{x:.2f}" for x in os.getloadavg())
     os.environ["SENTENIALX_ACTOR"] = "bench"
@@ -746,7 +750,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print_table(res, f"sentenialx hub benchmark ({mode}) — {m['cpus']} CPUs {m['cpu']},"
                      f" Python {m['python']}, {m['openssl']}", plain=args.plain)
     print(f"results: {dest}")
-    return 0 if doc["all_passed"] else 1
+    return 0 if doc["all_passed"] or args.quick else 1
 
 
 if __name__ == "__main__":

@@ -4,9 +4,9 @@ One ~256 MiB file is registered in a fresh hub; the hub is served by
 ``sentenialx models serve`` (uvicorn) and the same stored file by
 ``python -m http.server`` from the hub's folder, in the same run. curl fetches each
 several times to /dev/null; the best and median rates are printed, with the ratio.
-Extra rows: the same download resumed half way (Range), and the remote client
-(``RemoteHub.fetch``: download + sha256 + write to its cache), which is what
-``pull`` and ``path`` do.
+Extra rows: the same download resumed half way (Range), the remote client
+(``RemoteHub.fetch``: download + sha256 + write to its cache, what ``pull`` and
+``path`` do), and its yardstick, ``curl -o FILE && sha256sum FILE``.
 
     .venv/bin/python bench/bench_server.py            # 256 MiB, 5 runs each
     .venv/bin/python bench/bench_server.py --size-mib 64 --runs 3
@@ -62,7 +62,7 @@ def curl_rate(url: str, headers: list[str], *, expect: int) -> float:
 
 
 def fmt(bps: float) -> str:
-    return f"{bps / 1024**2:8.0f} MiB/s"
+    return f"{bps / 1024**2:.0f} MiB/s"
 
 
 def main() -> int:
@@ -132,20 +132,32 @@ def main() -> int:
             remote.close()
             p.unlink()
             shutil.rmtree(cache, ignore_errors=True)
+        naive = []
+        for i in range(max(2, args.runs // 2)):
+            # The client's yardstick: what a script would do for verified bytes on disk.
+            out = work / f"curl{i}.bin"
+            t = time.perf_counter()
+            subprocess.run(["curl", "-sS", "-o", str(out), "-H", auth[0], hub_url], check=True)
+            digest = subprocess.run(["sha256sum", str(out)], check=True, capture_output=True,
+                                    text=True).stdout.split()[0]
+            naive.append(size / (time.perf_counter() - t))
+            assert digest == entry.sha256
+            out.unlink()
         rows = [
             ("python -m http.server, curl", theirs),
             ("sentenialx serve, curl", ours),
             ("sentenialx serve, curl, Range from 50%", resumed),
             ("sentenialx serve, RemoteHub.fetch (+sha256, cache)", client),
+            ("sentenialx serve, curl -o FILE && sha256sum FILE", naive),
         ]
         base = statistics.median(theirs)
         print(f"\nDownload of a {args.size_mib} MiB file over loopback ({args.runs} runs;"
               f" {os.cpu_count()} CPUs)\n")
-        print(f"| {'server, client':<52} | {'best':>13} | {'median':>13} | vs http.server |")
-        print(f"|{'-' * 54}|{'-' * 15}|{'-' * 15}|{'-' * 16}|")
+        print(f"| {'server, client':<52} | {'best':>12} | {'median':>12} | vs http.server |")
+        print(f"|{'-' * 54}|{'-' * 14}|{'-' * 14}|{'-' * 16}|")
         for name, vals in rows:
             med = statistics.median(vals)
-            print(f"| {name:<52} | {fmt(max(vals)):>13} | {fmt(med):>13} |"
+            print(f"| {name:<52} | {fmt(max(vals)):>12} | {fmt(med):>12} |"
                   f" {med / base:>13.2f}x |")
         print()
         return 0

@@ -16,7 +16,9 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -199,3 +201,80 @@ def check_registry_json(h: Hub) -> dict[str, Any]:
 def registry_ok() -> Callable[[Hub], dict[str, Any]]:
     """``registry_ok(hub)``: assert registry.json matches the seed's shape and the index."""
     return check_registry_json
+
+
+# -- a trained hub, built once per session ---------------------------------------------------
+# Training is the slow part of the pipeline, demo and hub-job tests (tests/pipeline,
+# tests/orchestrator/test_hubjobs.py), so it runs once into a template folder that
+# tests copy (``TrainedHub.copy``) before they change anything.
+
+
+@dataclass(frozen=True)
+class TrainedHub:
+    """A template hub holding ``encoder``, ``teacher``, ``distill`` and ``lora`` @1.0.0.
+
+    Built by ``orchestrator.hubjobs`` (train_base, distill, adapt). Treat ``root`` as
+    read-only: :meth:`copy` gives a test a hub of its own. ``alt`` is a second student
+    (another seed) from the same encoder and teacher, trained but not registered, for
+    tests that need a new, different, valid release.
+    """
+
+    root: Path
+    encoder: Any
+    teacher: Any
+    student: Any
+    lora: Any
+    alt: Any
+    seconds: float
+
+    def copy(self, dest: Path) -> Hub:
+        """A copy of the template at ``dest`` (read-only bits kept), opened."""
+        shutil.copytree(self.root, dest, symlinks=False, copy_function=shutil.copy2)
+        return Hub(dest)
+
+    def register_alt(self, h: Hub, **kw: Any) -> Any:
+        """Register the alternative student as a new ``distill`` version of ``h``."""
+        args = self.alt.register_kwargs()
+        args["parents"] = [f"teacher={self.teacher.ref}", f"encoder={self.encoder.ref}"]
+        args.update(kw)
+        return h.register("distill", self.alt.files[0], **args)
+
+
+@pytest.fixture(scope="session")
+def trained_hub(tmp_path_factory: pytest.TempPathFactory) -> TrainedHub:
+    """Train encoder + teacher, distil, adapt: once per session (about 15 s when idle)."""
+    pytest.importorskip("torch")
+    pytest.importorskip("onnxruntime")
+    import logging
+
+    from sentenialx.orchestrator import hubjobs, run_distill_job
+
+    logging.getLogger("onnxscript").setLevel(logging.WARNING)
+    logging.getLogger("onnx_ir").setLevel(logging.WARNING)
+    base = tmp_path_factory.mktemp("trained")
+    t0 = time.perf_counter()
+    with Hub(base / "template") as h:
+        enc, teacher = hubjobs.train_base(h)
+        student = hubjobs.distill(h)
+        lora = hubjobs.adapt(h, base=student.ref)
+        (base / "enc.pt").write_bytes(h.open_bytes(enc.ref))
+        (base / "teacher.pt").write_bytes(h.open_bytes(teacher.ref))
+    alt = run_distill_job(base / "alt", encoder=base / "enc.pt", teacher=base / "teacher.pt",
+                          seed=1, latency_runs=20)
+    return TrainedHub(base / "template", enc, teacher, student, lora, alt,
+                      time.perf_counter() - t0)
+
+
+@pytest.fixture
+def trained_copy(trained_hub: TrainedHub, tmp_path: Path) -> Iterator[Callable[..., Hub]]:
+    """Factory: ``trained_copy(name="trained") -> Hub``, a private copy of the trained hub."""
+    opened: list[Hub] = []
+
+    def make(name: str = "trained") -> Hub:
+        h = trained_hub.copy(tmp_path / name)
+        opened.append(h)
+        return h
+
+    yield make
+    for h in opened:
+        h.close()

@@ -66,6 +66,12 @@ is_ours() {  # is_ours PIDFILE BINARY
     args=$(tr '\0' '\n' 2>/dev/null < "/proc/$pid/cmdline") || return 1
     [ "$(basename -- "$(head -n 1 <<<"$args")")" = "$2" ] && grep -qxF -- "$CONF" <<<"$args"
 }
+proc_state() {  # proc_state PID: R, S, D, Z, ... or "gone"
+    local st
+    st=$(cat "/proc/$1/stat" 2>/dev/null) || { echo gone; return; }
+    st=${st##*) }          # after "PID (comm) "
+    echo "${st%% *}"
+}
 all_running() {
     is_ours "$DIR/ceph-mon.pid" ceph-mon && is_ours "$DIR/ceph-osd.pid" ceph-osd &&
         is_ours "$DIR/radosgw.pid" radosgw
@@ -105,7 +111,8 @@ trap cleanup EXIT
 # One block of consecutive free ports below the kernel's ephemeral range (so outgoing
 # connections cannot take them meanwhile): monitor, radosgw, then 10 for the OSD's
 # messenger (`ms bind port min/max`; a v2-only OSD binds 4).
-read -r MON_PORT RGW_PORT MS_MIN MS_MAX < <(python3 - <<'EOF'
+PY=/usr/bin/python3; [ -x "$PY" ] || PY=python3   # Debian's, not a shim or venv
+read -r MON_PORT RGW_PORT MS_MIN MS_MAX < <("$PY" - <<'EOF'
 import random, socket
 def free(p):
     s = socket.socket()
@@ -226,10 +233,20 @@ wait_for() {  # wait_for DESCRIPTION COMMAND...: retry until it succeeds or the 
 start_daemon() {
     local name=$1 bin=$2; shift 2
     setsid "$bin" -c "$CONF" "$@" </dev/null >"$C/log/$name.out" 2>&1 &
-    echo $! > "$DIR/$name.pid"
-    started+=("$DIR/$name.pid $bin")
-    # setsid execs the daemon under the same PID; wait for the exec to have happened.
-    wait_for "$name to start" is_ours "$DIR/$name.pid" "$bin"
+    local pid=$!
+    echo "$pid" > "$DIR/$name.pid"
+    # The daemon gets this same PID, but only once bash's fork has exec'd setsid and
+    # setsid has exec'd the daemon: until then /proc/PID/cmdline names bash or setsid,
+    # and during each exec it is briefly empty. So "not started yet" is judged from the
+    # cmdline, but "died" only from the process state (gone, or a zombie).
+    until is_ours "$DIR/$name.pid" "$bin"; do
+        case $(proc_state "$pid") in
+            gone | Z | X) die "$name exited at once; see $C/log/$name.out and $C/log/" ;;
+        esac
+        [ "$(date +%s)" -lt "$deadline" ] || die "timed out after ${TIMEOUT}s starting $name"
+        sleep 0.05
+    done
+    started+=("$DIR/$name.pid $bin")   # from now on, wait_for notices if it dies
 }
 
 # --- Monitor --------------------------------------------------------------------------

@@ -16,7 +16,7 @@ die() { echo "ceph-stop: $*" >&2; exit 1; }
 [ -d "$1" ] || { echo "ceph-stop: no $1, nothing to stop" >&2; exit 0; }
 DIR=$(cd "$1" && pwd -P)
 CONF=$DIR/ceph/ceph.conf
-GRACE=${SENTENIALX_CEPH_STOP_GRACE:-30}   # seconds before SIGTERM becomes SIGKILL
+GRACE=${SENTENIALX_CEPH_STOP_GRACE:-15}   # seconds before SIGTERM becomes SIGKILL
 
 # True while PID runs BINARY with our conf. A zombie (exited, not yet reaped) has an
 # empty cmdline and so counts as gone, which is what we want; kill -0 would not.
@@ -35,6 +35,21 @@ wait_gone() {  # wait_gone PID BINARY SECONDS
     return 1
 }
 
+alive() {  # alive NAME: DIR/NAME.pid names a running NAME with our conf
+    local pid
+    pid=$(head -n 1 "$DIR/$1.pid" 2>/dev/null) && [[ $pid =~ ^[0-9]+$ ]] && is_ours "$pid" "$1"
+}
+# A daemon whose cluster is already partly gone cannot shut down cleanly: radosgw
+# without its OSD hangs ~35 s on SIGTERM, the OSD without its monitor ~5 s (measured).
+# The data is throwaway, so such a daemon gets SIGKILL straight away.
+sig_for() {  # sig_for NAME -> TERM or KILL
+    case $1 in
+        radosgw) alive ceph-osd && alive ceph-mon && echo TERM || echo KILL ;;
+        ceph-osd) alive ceph-mon && echo TERM || echo KILL ;;
+        *) echo TERM ;;
+    esac
+}
+
 rc=0
 for name in radosgw ceph-osd ceph-mon; do
     pidfile=$DIR/$name.pid
@@ -46,7 +61,9 @@ for name in radosgw ceph-osd ceph-mon; do
         continue
     fi
     t0=$EPOCHREALTIME
-    kill -TERM "$pid" 2>/dev/null || true
+    sig=$(sig_for "$name")
+    [ "$sig" = TERM ] || echo "ceph-stop: $name's cluster is partly gone; sending SIGKILL" >&2
+    kill -"$sig" "$pid" 2>/dev/null || true
     if ! wait_gone "$pid" "$name" "$GRACE"; then
         echo "ceph-stop: $name (pid $pid) ignored SIGTERM for ${GRACE}s; sending SIGKILL" >&2
         kill -KILL "$pid" 2>/dev/null || true

@@ -90,7 +90,10 @@ fi
 # --- Start ----------------------------------------------------------------------------
 # A free port: ask the kernel for one, then release it for postgres. (A tiny race with
 # other programs is possible; pg_ctl then fails loudly rather than silently.)
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+# Debian's own python3 when there is one, rather than whatever `python3` on PATH is
+# (a pyenv shim, a venv, ...).
+PY=/usr/bin/python3; [ -x "$PY" ] || PY=python3
+PORT=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 
 # The log must be writable by postgres.
 touch "$LOG" && chown postgres: "$LOG"

@@ -373,3 +373,40 @@ def test_a_damaged_server_copy_is_refused(served, cache_dir):
         remote.open("teacher")
     kept = [p.name for p in cache_dir.rglob(w.sha256 + "*") if not p.name.endswith(".lock")]
     assert kept == []  # nothing unverified is kept, not even a partial file
+
+
+
+def test_copy_between_two_served_hubs_and_two_local_hubs(make_served, tmp_path, cache_dir):
+    from sentenialx.hub.server.auth import create_token
+
+    from .conftest import LiveServer  # the same helper the fixtures use
+
+    a = make_served("a")
+    a.hub.revoke("distill@1.0.0", reason="leaked test data")
+    empty = Hub(tmp_path / "b")
+    secret, _ = create_token(empty, "pusher", scope="write")
+    from sentenialx.hub.server import create_app
+
+    b = LiveServer(create_app(empty)).start()
+    try:
+        src = RemoteHub(a.url, token=a.tokens["reader"])
+        dst = RemoteHub(b.url, token=secret)
+        res = copy_versions(src, dst, ["lora", "distill@1.0.0"], include_revoked=True)
+        assert [r.ref for r in res] == ["teacher@1.0.0", "distill@1.1.0", "lora@1.0.0",
+                                        "distill@1.0.0"]
+        for r in res:
+            _same_bytes(a.hub, empty, r.ref)
+        assert empty.resolve("distill@1.0.0", include_revoked=True).revoked
+        assert {e.actor for e in empty.events()} == {"token:pusher"}
+        assert empty.fsck().ok
+    finally:
+        b.stop()
+    # Local to local: the destination stores its own copies (no shared inodes).
+    c = Hub(tmp_path / "c")
+    copy_versions(empty, c, ["lora"])
+    _same_bytes(empty, c, "lora@1.0.0")
+    for f in c.resolve("lora").files:
+        assert not os.path.samefile(c.root / "lora" / f.path, empty.root / "lora" / f.path)
+    assert c.fsck().ok
+    c.close()
+    empty.close()

@@ -24,7 +24,7 @@ def test_schemathesis_finds_no_server_error(served, tmp_path):
          "--seed", "20261127", "--workers", "2", "--request-timeout", "30", "--no-color",
          "--generation-database", "none", "--phases", "coverage,fuzzing,stateful",
          "--report", "junit", "--report-dir", str(tmp_path / "report")],
-        capture_output=True, text=True, timeout=600)
+        capture_output=True, text=True, timeout=600, cwd=tmp_path)  # its caches stay there
     assert r.returncode == 0, r.stdout[-8000:] + r.stderr[-2000:]
     assert "passed" in r.stdout and "failed" not in r.stdout.split("SUMMARY")[-1].lower()
     assert served.hub.fsck().ok

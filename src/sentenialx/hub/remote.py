@@ -420,16 +420,8 @@ class RemoteHub:
                         raise IntegrityError(path=entry.path, expected=entry.sha256, actual=etag,
                                              hint="the server sent another file")
                     with open(partial, mode) as out:
-                        for chunk in body.chunks():
-                            have += len(chunk)
-                            if have > entry.size:
-                                raise IntegrityError(path=entry.path, expected=entry.sha256,
-                                                     actual="",
-                                                     hint=f"more than {entry.size} bytes")
-                            out.write(chunk)
-                            h.update(chunk)
-                            if progress:
-                                progress(len(chunk))
+                        have = _pump(body, out, h, have=have, limit=entry.size,
+                                     path=entry.path, expected=entry.sha256, progress=progress)
                 if have < entry.size:
                     raise _Broken(f"the connection closed at {have} of {entry.size} bytes")
             except _Broken as exc:
@@ -712,6 +704,64 @@ class RemoteHub:
         raise self._local_only("import-registry")
 
 
+def _pump(body: _Body, out: Any, h: Any, *, have: int, limit: int, path: str,
+          expected: str, progress: Progress | None) -> int:
+    """Receive a body into ``out`` and hash it; returns the byte count reached.
+
+    The receiving thread reads into one of a few preallocated buffers and hashes it
+    while a writer thread writes the previous one (socket reads, hashlib and file
+    writes all release the GIL). Reusing the buffers avoids allocating (and
+    page-faulting) a fresh one per chunk.
+
+    Raises:
+        IntegrityError: more bytes arrive than the manifest's size.
+        _Broken: the connection failed.
+    """
+    import queue
+    import threading
+
+    size = 4 * CHUNK
+    free: queue.Queue[memoryview] = queue.Queue()
+    for _ in range(3):
+        free.put(memoryview(bytearray(size)))
+    full: queue.Queue[tuple[memoryview, int] | None] = queue.Queue()
+    errors: list[BaseException] = []
+
+    def writer() -> None:
+        while (item := full.get()) is not None:
+            buf, n = item
+            if not errors:
+                try:
+                    out.write(buf[:n])
+                except BaseException as exc:  # noqa: BLE001 - re-raised by the receiver
+                    errors.append(exc)
+            free.put(buf)
+
+    t = threading.Thread(target=writer, name="sentenialx-download-writer", daemon=True)
+    t.start()
+    try:
+        while not errors:
+            buf = free.get()
+            n = body.readinto(buf)
+            if not n:
+                free.put(buf)
+                break
+            have += n
+            if have > limit:
+                raise IntegrityError(path=path, expected=expected, actual="",
+                                     hint=f"the server sent more than {limit} bytes")
+            h.update(buf[:n])
+            full.put((buf, n))
+            if progress:
+                progress(n)
+    finally:
+        full.put(None)
+        t.join()
+    if errors:
+        raise errors[0]
+    return have
+
+
 class _Broken(Exception):
     """A download stopped in a way a resumed request may fix."""
 
@@ -722,15 +772,17 @@ def _proxied() -> bool:
 
 
 class _Body:
-    """The status, headers and body chunks of a download response."""
+    """The status, headers and body of a download response."""
 
     status: int
     headers: dict[str, str]
 
-    def chunks(self) -> Iterator[bytes | memoryview]:
+    def readinto(self, buf: memoryview) -> int:
+        """Fill ``buf`` with the next bytes; 0 at the end. Raises :class:`_Broken`."""
         raise NotImplementedError
 
     def as_response(self) -> Any:
+        """An object :meth:`RemoteHub._raise_for` can read (for error statuses)."""
         raise NotImplementedError
 
 
@@ -740,32 +792,26 @@ class _StdlibBody(_Body):
         self.status = int(resp.status)
         self.headers = {k.lower(): v for k, v in resp.getheaders()}
 
-    def chunks(self) -> Iterator[memoryview]:
+    def readinto(self, buf: memoryview) -> int:
         import http.client
 
-        buf = memoryview(bytearray(4 * CHUNK))
-        while True:
-            try:
-                n = self._resp.readinto(buf)
-            except (OSError, http.client.HTTPException) as exc:
-                raise _Broken(str(exc)) from None
-            if not n:
-                return
-            yield buf[:n]
+        try:
+            return int(self._resp.readinto(buf))
+        except (OSError, http.client.HTTPException) as exc:
+            raise _Broken(str(exc)) from None
 
     def as_response(self) -> Any:
-        resp = self._resp
-        data = resp.read(65536)
+        data = self._resp.read(65536)
+        status = self.status
 
         class _R:
-            status_code = self.status
+            status_code = status
             text = data.decode("utf-8", "replace")
 
             @staticmethod
             def json() -> Any:
                 return json.loads(data)
 
-        del resp
         return _R()
 
 
@@ -774,9 +820,16 @@ class _HttpxBody(_Body):
         self._resp = resp
         self.status = int(resp.status_code)
         self.headers = {k.lower(): v for k, v in resp.headers.items()}
+        self._it = resp.iter_raw()
+        self._left = b""
 
-    def chunks(self) -> Iterator[bytes]:
-        yield from self._resp.iter_raw()
+    def readinto(self, buf: memoryview) -> int:
+        if not self._left:
+            self._left = next(self._it, b"")
+        n = min(len(buf), len(self._left))
+        buf[:n] = self._left[:n]
+        self._left = self._left[n:]
+        return n
 
     def as_response(self) -> Any:
         self._resp.read()

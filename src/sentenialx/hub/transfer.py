@@ -129,7 +129,8 @@ def _source_path(src: AnyHub, info: VersionInfo, entry: FileEntry, *,
                  progress: Progress | None, spooled: list[Path]) -> Path:
     """A local file with the entry's bytes: the store's own file, or the verified cache copy."""
     if isinstance(src, RemoteHub):
-        return src.fetch(info, entry, progress=progress)
+        # Progress counts what reaches the destination; the fetch is not counted twice.
+        return src.fetch(info, entry)
     key = f"{info.model}/{entry.path}"
     local = src.store.local_path(key)
     if local is not None:
@@ -335,4 +336,21 @@ def _rmtree(p: Path) -> None:
         shutil.rmtree(p, onerror=onerror)
 
 
-__all__ = ["CopyResult", "copy_versions"]
+def closure_size(src: AnyHub, refs: Sequence[str], *, include_revoked: bool = False) -> int:
+    """Bytes of the versions ``refs`` name and their lineage parents (for a progress bar)."""
+    seen: set[str] = set()
+    total = 0
+    todo = [(r, include_revoked) for r in refs]
+    while todo:
+        ref, revoked = todo.pop()
+        info = src.resolve(ref, include_revoked=revoked)
+        if info.ref in seen:
+            continue
+        seen.add(info.ref)
+        total += int(info.size)
+        todo += [(f"{p['model']}@{p['version']}", True)
+                 for p in info.lineage.get("parents", []) or []]
+    return total
+
+
+__all__ = ["CopyResult", "closure_size", "copy_versions"]

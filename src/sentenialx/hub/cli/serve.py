@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import sys
 from datetime import timedelta
 from typing import Any
 
@@ -175,11 +173,10 @@ def _print_results(results: list[Any], as_json: bool) -> None:
 def _copy(src: Any, dst: Any, refs: tuple[str, ...], include_revoked: bool, aliases: bool,
           as_json: bool) -> None:
     from sentenialx.hub._progress import byte_progress
-    from sentenialx.hub.transfer import copy_versions
+    from sentenialx.hub.transfer import closure_size, copy_versions
 
-    enabled = os.environ.get("SENTENIALX_PROGRESS") == "1" or (
-        sys.stderr.isatty() and os.environ.get("SENTENIALX_PROGRESS") != "0")
-    with byte_progress("copy", 0, enabled=enabled) as progress:
+    total = closure_size(src, refs, include_revoked=include_revoked)
+    with byte_progress("copy", total) as progress:
         results = copy_versions(src, dst, list(refs), include_revoked=include_revoked,
                                 aliases=aliases, progress=progress)
     _print_results(results, as_json)

@@ -108,14 +108,13 @@ def login_form(request: Request, next: str = "/") -> Response:  # noqa: A002 - q
 def login(request: Request, token: str = Form(""), next: str = Form("/")) -> Response:  # noqa: A002
     _check_origin(request)
     try:
-        tok = request.app.state.auth.authenticate(token.strip())
+        request.app.state.auth.authenticate(token.strip())
     except HubError as exc:
         return _render_page(request, "login.html", {"next": _safe_next(next), "error": str(exc),
                                                     "me": None}, status=401)
     resp = RedirectResponse(_safe_next(next), status_code=303)
     resp.set_cookie(COOKIE, token.strip(), max_age=COOKIE_MAX_AGE, httponly=True,
                     samesite="strict", secure=request.url.scheme == "https", path="/")
-    del tok
     return resp
 
 
