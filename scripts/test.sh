@@ -7,6 +7,7 @@ scripts/setup.sh
 # Debian's chromium for the browser tests (Playwright drives /usr/bin/chromium).
 scripts/install-chromium.sh
 export SENTENIALX_SERVICES_DIR=${SENTENIALX_SERVICES_DIR:-$(mktemp -d /tmp/sentenialx-services.XXXXXX)}
+mkdir -p "$SENTENIALX_SERVICES_DIR"
 chmod 755 "$SENTENIALX_SERVICES_DIR"
 trap 'scripts/services/down.sh >/dev/null || echo "test.sh: some services did not stop" >&2' EXIT
 scripts/services/up.sh >/dev/null

@@ -241,7 +241,7 @@ class TestHubContract:
                                                          sample_file: Callable[..., Path]) -> None:
         hub = backend.hub()
         src = sample_file(40_000, seed=5)
-        v = hub.register("distill", src, alias="production")
+        v = hub.register("distill", src, alias="champion")
         hub.register("distill", sample_file(100, seed=6))  # an innocent neighbour
         key = f"distill/{v.files[0].path}"
         good = backend.read_raw(key)
@@ -258,28 +258,28 @@ class TestHubContract:
         assert key in {p.path for p in fsck.problems}
         assert any(key in p.message for p in fsck.problems)
         with pytest.raises(IntegrityError) as err:
-            hub.open("distill@production")
+            hub.open("distill@champion")
         assert err.value.path == v.files[0].path
         assert err.value.expected == v.files[0].sha256
         assert err.value.actual == _sha(bytes(bad))
         with pytest.raises(IntegrityError):
-            hub.load("distill@production")
+            hub.load("distill@champion")
         if backend.remote:
             # Nothing unverified reached the cache; path() refuses too.
             with pytest.raises(IntegrityError):
-                hub.path("distill@production")
+                hub.path("distill@champion")
             assert hub.cache.get(v.files[0].sha256, v.files[0].size) is None
         assert hub.open("distill@1.0.1") == sample_file(100, seed=6).read_bytes()
         # Restored, everything is clean again.
         backend.write_raw(key, good)
-        assert hub.open("distill@production") == src.read_bytes()
+        assert hub.open("distill@champion") == src.read_bytes()
         assert hub.fsck(deep=True).ok
 
     # -- fsck and gc ----------------------------------------------------------------------
     def test_fsck_and_gc_of_orphans_and_crashed_registrations(
             self, backend: Any, sample_file: Callable[..., Path]) -> None:
         hub = backend.hub()
-        v = hub.register("distill", sample_file(1000, seed=1), alias="production")
+        v = hub.register("distill", sample_file(1000, seed=1), alias="champion")
         backend.write_raw("distill/stray_v9.9.9.onnx", b"nobody names me")
         # A writer that died after reserving its version and storing its bytes, before
         # the index named them: a pending row and an object only gc may remove.
@@ -308,7 +308,7 @@ class TestHubContract:
         assert "distill/stray_v9.9.9.onnx" not in left
         assert not [k for k in left if "crashed" in k]
         # Nothing a ready version names was touched.
-        assert hub.open("distill@production") == sample_file(1000, seed=1).read_bytes()
+        assert hub.open("distill@champion") == sample_file(1000, seed=1).read_bytes()
         assert hub.fsck(deep=True, grace=timedelta(0)).ok
         assert hub.verify(deep=True).ok
 
@@ -338,10 +338,10 @@ class TestHubContract:
                                     tmp_path: Path) -> None:
         hub = backend.hub()
         src = sample_file(70_000, seed=3)
-        v = hub.register("distill", src, alias="production")
+        v = hub.register("distill", src, alias="champion")
         lora = hub.register("lora", _folder(tmp_path / "ad", {"w.bin": b"w" * 999, "c.json": b"{}"}))
         hub.register("enc", sample_file(500, seed=4))  # never read: not cached
-        p = hub.path("distill@production")
+        p = hub.path("distill@champion")
         assert p.is_file() and p.read_bytes() == src.read_bytes()
         d = hub.path("lora")
         assert d.is_dir() and (d / "w.bin").read_bytes() == b"w" * 999
@@ -359,8 +359,8 @@ class TestHubContract:
         # The S3 endpoint unreachable: a hub on the same index and cache keeps working
         # on what was verified last, and says clearly what it cannot reach.
         offline = backend.hub(endpoint=BOGUS_ENDPOINT)
-        assert offline.path("distill@production") == p
-        assert offline.open("distill@production") == src.read_bytes()
+        assert offline.path("distill@champion") == p
+        assert offline.open("distill@champion") == src.read_bytes()
         assert offline.path("lora") == d
         assert offline.resolve("enc").version == "1.0.0"
         with pytest.raises(StoreUnavailable):

@@ -725,6 +725,10 @@ class Hub(ReleaseMixin):
             return ChainReport(False, rep.count, rep.head, None, why)
         return rep
 
+    def generation(self) -> int:
+        """The index's change counter: any registration, alias move or revocation bumps it."""
+        return self.index.generation()
+
     def signed_state(self, *, ttl: timedelta = timedelta(minutes=10)) -> dict[str, Any]:
         """The index state (generation, chain head, expiry) signed by the hub's key.
 

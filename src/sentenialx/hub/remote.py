@@ -279,6 +279,37 @@ class RemoteHub:
         """The token this client uses, as the server sees it."""
         return cast(dict[str, Any], self._get("/whoami", offline_ok=False))
 
+    def state(self) -> dict[str, Any]:
+        """``{"generation": n, "signed": signed state or None}`` from the server (never cached)."""
+        return cast(dict[str, Any], self._get("/state", offline_ok=False))
+
+    def generation(self) -> int:
+        """The served index's change counter (a following pipeline polls it)."""
+        return int(self.state()["generation"])
+
+    def signed_state(self) -> dict[str, Any]:
+        """The served hub's signed state (generation, chain head, expiry).
+
+        Raises:
+            StateError: the served hub has no key.
+        """
+        from sentenialx.hub.errors import StateError
+
+        signed = self.state().get("signed")
+        if not signed:
+            raise StateError(f"{self.url} serves no signed state (the hub has no key)")
+        return cast(dict[str, Any], signed)
+
+    def check_trust(self, info: VersionInfo, *, mode: str | None = None) -> str:
+        """Signatures are checked by the serving hub's policy; a client cannot re-check them yet."""
+        if mode == "enforce":
+            from sentenialx.hub.errors import SignatureError
+
+            raise SignatureError(f"{info.ref}: signature enforcement on the client is not"
+                                 " supported over HTTP yet; pull the version into a local hub",
+                                 version=info.ref)
+        return "server"
+
     def models(self) -> list[dict[str, Any]]:
         """Every model with its number of versions, latest version and aliases."""
         return cast(list[dict[str, Any]], self._get("/models"))

@@ -75,7 +75,7 @@ class ThreatClassifier:
         self.swaps = 0
         self._lock = threading.Lock()
         self._last_check = 0.0
-        self._seen_gen = hub.index.generation()
+        self._seen_gen = hub.generation()
         self._check_state()
         self._state = self._load()
 
@@ -118,7 +118,13 @@ class ThreatClassifier:
         if now - self._last_check < self.min_check_interval:
             return False
         self._last_check = now
-        gen = self.hub.index.generation()
+        try:
+            gen = self.hub.generation()
+        except Exception as exc:  # noqa: BLE001 - offline: keep serving what was verified
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            log.warning("cannot check the hub for new releases (%s); serving %s",
+                        self.last_error, self._state.versions())
+            return False
         if gen == self._seen_gen:
             return False
         with self._lock:
@@ -167,12 +173,12 @@ class ThreatClassifier:
         # The encoder's weights are folded into the student's graph; its version is still
         # verified (and trust-checked) so a tampered encoder release is noticed, and the
         # student's lineage must name it.
-        self.hub.read_files(enc.ref, trust=self.trust, roles=("weights",))
+        self.hub.read_files(enc.ref, roles=("weights",), **self._trust_kw())
         parents = {(p.get("model"), p.get("version")) for p in clf.lineage.get("parents", [])}
         if parents and (enc.model, enc.version) not in parents:
             log.warning("%s was distilled with encoder %s, not %s", clf.ref,
                         sorted(f"{m}@{v}" for m, v in parents if m == enc.model) or "-", enc.ref)
-        model_bytes = self.hub.open_bytes(clf.ref, trust=self.trust)
+        model_bytes = self.hub.open_bytes(clf.ref, **self._trust_kw())
         if lora is not None:
             model_bytes = self._merge_lora(lora, model_bytes)
         session = open_session(model_bytes)
@@ -180,6 +186,18 @@ class ThreatClassifier:
         outs = [o.name for o in session.get_outputs()]
         return _Loaded(enc, clf, lora, session, labels, spec.buckets, spec.ngram, None,
                        session.get_inputs()[0].name, outs)
+
+    def _trust_kw(self) -> dict[str, Any]:
+        """A local hub applies its trust policy (or our override); a remote one its server's."""
+        from sentenialx.hub.hub import Hub
+
+        if isinstance(self.hub, Hub):
+            return {"trust": self.trust}
+        if self.trust == "enforce":
+            from sentenialx.hub.errors import SignatureError
+
+            raise SignatureError("trust='enforce' needs a local hub (pull the version first)")
+        return {}
 
     def _merge_lora(self, lora: VersionInfo, base: bytes) -> bytes:
         """Fold a verified adapter folder into the verified student graph (numpy + onnx, no torch)."""
@@ -189,7 +207,7 @@ class ThreatClassifier:
         from sentenialx.hub.loaders.safetensors import load_safetensors_numpy
         from sentenialx.orchestrator.lora import AdapterConfig, merge_adapter_onnx
 
-        files = self.hub.read_files(lora.ref, trust=self.trust, roles=("weights", "config"))
+        files = self.hub.read_files(lora.ref, roles=("weights", "config"), **self._trust_kw())
         weights = [v for k, v in files.items() if k.endswith(".safetensors")]
         configs = [v for k, v in files.items() if k.endswith("adapter_config.json")]
         if len(weights) != 1 or len(configs) != 1:

@@ -382,6 +382,17 @@ def _api_routes(app: FastAPI) -> None:  # noqa: C901 - one place lists every end
     def whoami(tok: Principal) -> dict[str, Any]:
         return tok.to_dict()
 
+    @app.get(f"{API}/state", tags=["read"],
+             summary="The index generation; signed with an expiry when the hub has a key")
+    def state(request: Request, tok: Principal) -> dict[str, Any]:
+        # The generation is not secret: any read token, model-limited or not, may follow it.
+        tok.check("read", None if tok.models is None else next(iter(tok.models), None))
+        hub = hub_of(request)
+        from sentenialx.hub.state import load_hub_key
+
+        signed = hub.signed_state() if load_hub_key(hub.root) is not None else None
+        return {"generation": hub.generation(), "signed": signed}
+
     # -- read -------------------------------------------------------------------------
     @app.get(f"{API}/models", tags=["read"], summary="Models with latest version and aliases")
     def list_models(request: Request, tok: Principal) -> list[dict[str, Any]]:
