@@ -103,7 +103,9 @@ class Backend:
             self.s3.client.put_object(Bucket=self.s3.bucket, Key=self.s3.key(key), Body=data)
             return
         p = self.root / key
-        os.chmod(p, stat.S_IRUSR | stat.S_IWUSR)
+        if p.exists():
+            os.chmod(p, stat.S_IRUSR | stat.S_IWUSR)
+        p.parent.mkdir(parents=True, exist_ok=True)
         p.write_bytes(data)
         os.chmod(p, 0o444)
 

@@ -67,7 +67,10 @@ class BlobCache:
             os.replace(tmp, final)
         finally:
             tmp.unlink(missing_ok=True)
-        self.prune()
+        # Contract-suite fix: prune() could evict the blob just verified (one larger than
+        # the whole cap), so callers got a path that no longer existed. Keep it; it goes
+        # on a later prune once it is no longer the newest.
+        self.prune(keep=final)
         return final
 
     def folder(self, digest: str, files: dict[str, Path]) -> Path:
@@ -105,8 +108,8 @@ class BlobCache:
         """Bytes cached."""
         return sum(s for _, s, _ in self.entries())
 
-    def prune(self, max_bytes: int | None = None) -> int:
-        """Drop least recently used blobs until under the cap; returns bytes freed."""
+    def prune(self, max_bytes: int | None = None, *, keep: Path | None = None) -> int:
+        """Drop least recently used blobs until under the cap (never ``keep``); returns bytes freed."""
         cap = self.max_bytes if max_bytes is None else max_bytes
         entries = sorted(self.entries(), key=lambda e: e[2])
         total = sum(s for _, s, _ in entries)
@@ -114,6 +117,8 @@ class BlobCache:
         for p, s, _ in entries:
             if total <= cap:
                 break
+            if p == keep:
+                continue
             p.unlink(missing_ok=True)
             total -= s
             freed += s

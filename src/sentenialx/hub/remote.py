@@ -300,6 +300,36 @@ class RemoteHub:
             raise StateError(f"{self.url} serves no signed state (the hub has no key)")
         return cast(dict[str, Any], signed)
 
+    def guard_state(self, public_key: str | os.PathLike[str]) -> dict[str, Any]:
+        """Check the served hub's signed state against its pinned key and what we saw before.
+
+        The highest generation seen is kept in this client's cache folder, so a later
+        run refuses a server (or a mirror) that replays an older state or a frozen one.
+
+        Raises:
+            StateError: forged, expired, from another hub, or older than seen before.
+        """
+        import json
+
+        from sentenialx.hub.signing import load_public_key
+        from sentenialx.hub.state import StateGuard
+
+        seen = self.hub_dir / "state.json"
+        prev: dict[str, Any] = {}
+        if seen.is_file():
+            try:
+                prev = json.loads(seen.read_text())
+            except ValueError:
+                prev = {}
+        guard = StateGuard(load_public_key(Path(public_key)), hub_id=prev.get("hub_id"),
+                           highest=int(prev.get("generation", -1)))
+        body = guard.check_doc(self.signed_state())
+        self.hub_dir.mkdir(parents=True, exist_ok=True)
+        tmp = seen.with_name(f".tmp-{os.getpid()}-state.json")
+        tmp.write_text(json.dumps({"hub_id": body["hub_id"], "generation": body["generation"]}))
+        os.replace(tmp, seen)
+        return body
+
     def check_trust(self, info: VersionInfo, *, mode: str | None = None) -> str:
         """Signatures are checked by the serving hub's policy; a client cannot re-check them yet."""
         if mode == "enforce":

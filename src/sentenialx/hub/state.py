@@ -130,7 +130,7 @@ class StateGuard:
         Raises:
             StateError: forged, from another hub, expired, or older than one seen before.
         """
-        doc = self.source(hub) if self.source else signed_state(hub)
+        doc = self.source(hub) if self.source else hub.signed_state()
         return self.check_doc(doc)
 
     def check_doc(self, doc: dict[str, Any]) -> dict[str, Any]:

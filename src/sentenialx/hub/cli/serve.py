@@ -191,11 +191,23 @@ def _copy(src: Any, dst: Any, refs: tuple[str, ...], include_revoked: bool, alia
 @click.option("--aliases", is_flag=True, help="Also set, here, the aliases naming each version"
                                               " there.")
 @click.option("--include-revoked", is_flag=True, help="Also copy revoked versions named exactly.")
+@click.option("--hub-key", "hub_key", envvar="SENTENIALX_HUB_PUBKEY", metavar="PUB",
+              type=click.Path(exists=True, dir_okay=False),
+              help="SRC's pinned hub public key: refuse a replayed (older) or expired state.")
 @json_option
 def pull(src: str, refs: tuple[str, ...], to: str | None, aliases: bool, include_revoked: bool,
-         as_json: bool) -> None:
+         hub_key: str | None, as_json: bool) -> None:
     """Copy versions REFS (and their lineage) from hub SRC into this hub, verified."""
-    _copy(_open_any(src), _open_any(to), refs, include_revoked, aliases, as_json)
+    source = _open_any(src)
+    if hub_key:
+        if hasattr(source, "guard_state"):
+            source.guard_state(hub_key)  # remembers the highest generation seen
+        else:
+            from sentenialx.hub.signing import load_public_key
+            from sentenialx.hub.state import StateGuard
+
+            StateGuard(load_public_key(hub_key)).check(source)
+    _copy(source, _open_any(to), refs, include_revoked, aliases, as_json)
 
 
 @click.command()
