@@ -62,7 +62,7 @@ class Sizes:
 
 
 FULL = Sizes(big=GiB, folder_files=8, folder_file_size=128 * MiB, small_versions=10,
-             small_files_per_version=1000, models=100, versions_per_model=1000, reps_io=5,
+             small_files_per_version=1000, models=100, versions_per_model=1000, reps_io=7,
              reps_hash=7, reps_cold=10, resolve_calls=20000, resolve_first_calls=1000)
 QUICK = Sizes(big=64 * MiB, folder_files=8, folder_file_size=16 * MiB, small_versions=10,
               small_files_per_version=100, models=10, versions_per_model=1000, reps_io=3,

@@ -249,6 +249,9 @@ class TestHubContract:
         bad[1234] ^= 0xFF  # same size, one byte flipped: only hashing can tell
         backend.write_raw(key, bytes(bad))  # behind the hub's back
 
+        # Even the fast check (stat cache) notices: same size, same second, other bytes.
+        fast = hub.verify()
+        assert [(p.kind, p.path) for p in fast.problems] == [("changed", key)]
         deep = hub.verify(deep=True)
         assert [(p.kind, p.path) for p in deep.problems] == [("changed", key)]
         assert deep.problems[0].expected == v.files[0].sha256

@@ -32,6 +32,17 @@ STABLE_METRICS = ("accuracy", "false_positive_rate", "latency_p95_ms")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
+def _say(request: pytest.FixtureRequest, msg: str) -> None:
+    """Show a timing in the test run's output even when output is captured."""
+    tr = request.config.pluginmanager.getplugin("terminalreporter")
+    cap = request.config.pluginmanager.getplugin("capturemanager")
+    if tr is None or cap is None:  # pragma: no cover - e.g. under xdist
+        print(msg)
+        return
+    with cap.global_and_fixture_disabled():
+        tr.write_line(f"\n  [{request.node.name}] {msg}")
+
+
 @pytest.fixture(scope="module")
 def th(trained_hub: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     """One copy of the trained hub, read by every test of this module (none writes)."""
@@ -45,9 +56,10 @@ def _refs(trained_hub: Any) -> dict[str, Any]:
             "distill": trained_hub.student, "lora": trained_hub.lora}
 
 
-def test_training_time_is_reported(trained_hub: Any, record_property: Callable[..., None]) -> None:
+def test_training_time_is_reported(trained_hub: Any, record_property: Callable[..., None],
+                                   request: pytest.FixtureRequest) -> None:
     record_property("train_base+distill+adapt+alt_seconds", round(trained_hub.seconds, 1))
-    print(f"\ntrained hub built in {trained_hub.seconds:.1f} s")
+    _say(request, f"trained hub (base + distill + adapt + a second student): {trained_hub.seconds:.1f} s")
     assert trained_hub.seconds > 0
 
 
@@ -190,7 +202,8 @@ def test_student_reaches_95_percent_on_held_out_split_via_the_hub(th: Hub) -> No
 # -- the CLI ------------------------------------------------------------------------------
 
 
-def test_train_all_cli_registers_everything(tmp_path: Path, record_property: Callable[..., None]) -> None:
+def test_train_all_cli_registers_everything(tmp_path: Path, record_property: Callable[..., None],
+                                            request: pytest.FixtureRequest) -> None:
     from sentenialx.hub.cli import cli
 
     root = tmp_path / "hub"
@@ -199,7 +212,7 @@ def test_train_all_cli_registers_everything(tmp_path: Path, record_property: Cal
                            env={"SENTENIALX_PROGRESS": "0"}, catch_exceptions=False)
     took = time.perf_counter() - t0
     record_property("train_all_seconds", round(took, 1))
-    print(f"\nsentenialx train all: {took:.1f} s")
+    _say(request, f"sentenialx train all: {took:.1f} s")
     assert r.exit_code == 0, r.stderr
     assert "registered encoder@1.0.0, teacher@1.0.0" in r.stderr
     assert "registered distill@1.0.0" in r.stderr and "registered lora@1.0.0" in r.stderr

@@ -12,6 +12,7 @@ import logging
 import os
 import random
 import stat
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -266,6 +267,69 @@ def test_follow_survives_a_release_that_is_not_onnx(staged: Hub, trained_hub: An
     assert pipe.swaps == 1 and pipe.versions["classifier"] == alt.ref and pipe.last_error is None
 
 
+def test_revoking_the_latest_falls_back_to_the_previous(trained_copy: Callable[..., Hub],
+                                                        trained_hub: Any, held_out: Any) -> None:
+    h = trained_copy()
+    alt = trained_hub.register_alt(h)
+    pipe = build_inference_pipeline(h)
+    assert pipe.versions["classifier"] == alt.ref
+    h.revoke(alt.ref, reason="false positives in the field")
+    _same(pipe.predict(list(held_out.texts)), _own(h, "distill@1.0.0", held_out.texts))
+    assert pipe.swaps == 1 and pipe.versions["classifier"] == "distill@1.0.0"
+
+
+def test_swaps_are_atomic_between_calls(staged: Hub, trained_hub: Any, held_out: Any) -> None:
+    import threading
+
+    texts = list(held_out.texts)
+    alt = trained_hub.register_alt(staged)
+    own = {"distill@1.0.0": _own(staged, "distill@1.0.0", texts), alt.ref: _own(staged, alt.ref, texts)}
+    answers = {ref: [lab for lab, _ in preds] for ref, preds in own.items()}
+    assert answers["distill@1.0.0"] != answers[alt.ref]
+    pipe = build_inference_pipeline(staged, classifier="distill@staging")
+    seen: list[list[str]] = []
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        try:
+            while not stop.is_set():
+                seen.append([p.label for p in pipe.predict(texts)])
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+            errors.append(exc)
+
+    workers = [threading.Thread(target=serve) for _ in range(2)]
+    for w in workers:
+        w.start()
+    try:
+        for i in range(6):
+            staged.set_alias(alt.ref if i % 2 == 0 else "distill@1.0.0", "staging")
+            before, give_up = pipe.swaps, time.monotonic() + 60
+            while pipe.swaps == before and not errors and time.monotonic() < give_up:
+                stop.wait(0.01)
+    finally:
+        stop.set()
+        for w in workers:
+            w.join()
+    assert not errors and pipe.swaps == 6 and pipe.last_error is None
+    # Every call was answered by one whole model, never a mix of two.
+    assert all(labels in answers.values() for labels in seen)
+    assert {tuple(x) for x in seen} == {tuple(v) for v in answers.values()}
+
+
+def test_last_error_clears_when_the_alias_comes_back(staged: Hub, trained_hub: Any) -> None:
+    pipe = build_inference_pipeline(staged, classifier="distill@staging")
+    bad = trained_hub.register_alt(staged)
+    _flip_a_byte(staged.path(bad.ref))
+    staged.set_alias(bad.ref, "staging")
+    pipe.predict(["GET / HTTP/1.1"])
+    assert pipe.last_error and "IntegrityError" in pipe.last_error
+    staged.set_alias("distill@1.0.0", "staging")  # the operator moves it back
+    pipe.predict(["GET / HTTP/1.1"])
+    # Nothing is pending any more: what the refs name is what is served.
+    assert pipe.last_error is None and pipe.swaps == 0
+
+
 def test_building_on_a_broken_release_raises(staged: Hub, trained_hub: Any) -> None:
     bad = trained_hub.register_alt(staged)
     _flip_a_byte(staged.path(bad.ref))
@@ -306,6 +370,15 @@ def test_lora_pipeline_classifies_the_new_family(staged: Hub, trained_hub: Any,
     assert any("keeping" in m and "adapter" in m for m in _warnings(caplog, PIPE_LOG))
     # Without the adapter, the same move is simply followed.
     assert plain.refresh() is True and plain.versions["classifier"] == alt.ref
+    # Once an adapter trained on the new base is registered, the adapted pipeline follows too.
+    from sentenialx.orchestrator import hubjobs
+
+    lora2 = hubjobs.adapt(staged, base=alt.ref)
+    assert lora2.lineage["parents"][0]["ref"] == alt.ref
+    hits = np.mean([p.label == NEW_FAMILY for p in adapted.predict(phish)])
+    assert adapted.swaps == 1 and adapted.last_error is None
+    assert adapted.versions == {"encoder": "encoder@1.0.0", "classifier": alt.ref, "lora": lora2.ref}
+    assert hits == pytest.approx(lora2.meta["metrics"]["new_family_accuracy"]) and hits >= 0.9
 
 
 # -- trust (issue 4) ----------------------------------------------------------------------------

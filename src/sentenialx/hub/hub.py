@@ -191,7 +191,11 @@ class Hub(ReleaseMixin):
         self.index = SqlIndex(index_url or f"sqlite:///{self.root / REGISTRY_DB}")
         self._cache: dict[tuple[str, bool], VersionInfo] = {}
         self._cache_gen = -1
-        if not (self.root / REGISTRY_JSON).exists():
+        # Scale-suite fix: with an index shared by many machines (PostgreSQL), the others'
+        # writes leave this folder's registry.json and events.jsonl behind, so fsck failed
+        # on every machine but the last writer and load_registry() read a stale view. They
+        # are views of the index: refresh them whenever a hub on a shared index is opened.
+        if index_url is not None or not (self.root / REGISTRY_JSON).exists():
             self.write_registry_json()
 
     @classmethod

@@ -9,7 +9,9 @@ hashed on arrival: a remote destination checks each upload against the declared
 sha256, a local one hashes while storing, and the final digest comparison covers
 both.
 
-Signatures (``.sig`` sidecars) are not copied yet; sign again on the destination.
+``copy_versions`` (pull/push) does not copy signatures (``.sig`` sidecars); sign again on
+the destination, or use :func:`copy_hub` (``models copy``), which carries them between
+hub folders together with the source's events as provenance.
 """
 
 from __future__ import annotations
@@ -353,4 +355,148 @@ def closure_size(src: AnyHub, refs: Sequence[str], *, include_revoked: bool = Fa
     return total
 
 
-__all__ = ["CopyResult", "closure_size", "copy_versions"]
+# -- `sentenialx models copy` ----------------------------------------------------------
+# Added with issue 5 (scale-out, `models copy`) as separate functions so that
+# copy_versions (pull/push) is unchanged. A whole-hub mirror on top of copy_versions that
+# also carries what it leaves behind: `.sig` sidecars with their `sign` events (the same
+# bytes: a signature covers file digests, identical on both sides) and, as provenance, one
+# `import` event per version naming the source hub and the hashes of its own events.
+
+
+@dataclass(slots=True)
+class HubCopyReport:
+    """What :func:`copy_hub` did."""
+
+    results: list[CopyResult] = field(default_factory=list)
+    signatures: list[str] = field(default_factory=list)  # refs whose .sig was carried
+    provenance: list[str] = field(default_factory=list)  # refs given an `import` event
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-dict form."""
+        return {"results": [r.to_dict() for r in self.results], "signatures": self.signatures,
+                "provenance": self.provenance, "notes": self.notes}
+
+
+def all_refs(src: AnyHub) -> list[str]:
+    """``model@version`` of every version of every model in ``src`` (revoked included)."""
+    return [f"{m['model']}@{v.version}" for m in src.models() for v in src.versions(m["model"])]
+
+
+def _parents_first(src: AnyHub, refs: Sequence[str]) -> list[str]:
+    # Exact refs, each after its lineage parents: copy_versions skips a version it already
+    # reached as another's parent, and would then not carry that version's aliases.
+    order: list[str] = []
+    seen: set[str] = set()
+
+    def visit(ref: str) -> None:
+        info = src.resolve(ref, include_revoked=True)
+        if info.ref in seen:
+            return
+        seen.add(info.ref)
+        for p in info.lineage.get("parents", []) or []:
+            visit(f"{p['model']}@{p['version']}")
+        order.append(info.ref)
+
+    for r in refs:
+        visit(r)
+    return order
+
+
+def _hub_identity(h: AnyHub) -> dict[str, Any]:
+    if isinstance(h, RemoteHub):
+        return {"hub_id": None, "location": h.url}
+    return {"hub_id": h.index.state()["hub_id"], "location": str(h.root)}
+
+
+def _carry_signature(src: AnyHub, dst: AnyHub, info: VersionInfo, *, source: dict[str, Any],
+                     actor: str) -> bool:
+    """Copy the version's `.sig` (if dst has none) and replay src's `sign` events; True if done."""
+    try:
+        bundle = src.store.read_bytes(src.sig_key(info))
+    except NotFound:
+        return False
+    carried = False
+    key = dst.sig_key(info)
+    if dst.store.stat(key) is None:
+        dst.store.put_small(key, bundle)
+        carried = True
+    have = {str(e.payload.get("provenance_sig")) for e in dst.index.events(model=info.model)
+            if e.kind == "sign" and e.version == info.version}
+    for ev in src.index.events(model=info.model):
+        if ev.kind != "sign" or ev.version != info.version or \
+                str(ev.payload.get("provenance_sig")) in have:
+            continue
+        # The payload is kept whole, so dst's provenance gate can check the signed statement.
+        payload = dict(ev.payload, source=dict(source, seq=ev.seq, hash=ev.hash))
+        dst.index.append_event("sign", info.model, info.version, actor=actor, payload=payload)
+        carried = True
+    return carried
+
+
+def _record_provenance(src: AnyHub, dst: AnyHub, info: VersionInfo, *, source: dict[str, Any],
+                       dest: dict[str, Any], actor: str) -> bool:
+    """Append an `import` event naming the source hub and its events for this version."""
+    mine = [e for e in src.events(model=info.model) if e.version == info.version]
+    if not isinstance(dst, RemoteHub):
+        for e in dst.index.events(model=info.model):
+            if e.kind == "import" and e.version == info.version and \
+                    e.payload.get("source", {}).get("hub_id") == source["hub_id"]:
+                return False  # already recorded by an earlier (possibly interrupted) run
+    if dest["hub_id"] and any(e.kind == "import" and e.payload.get("source", {}).get("hub_id")
+                              == dest["hub_id"] for e in mine):
+        return False  # a round trip back to where it came from: nothing new to record
+    payload = {"digest": info.digest, "source": source,
+               "source_events": [{"seq": e.seq, "kind": e.kind, "hash": e.hash} for e in mine]}
+    dst.index.append_event("import", info.model, info.version, actor=actor, payload=payload)
+    return True
+
+
+def copy_hub(src: AnyHub, dst: AnyHub, refs: Sequence[str] = (), *, actor: str | None = None,
+             progress: Progress | None = None) -> HubCopyReport:
+    """Mirror versions from ``src`` to ``dst``: files, metadata, lineage, aliases,
+    revocations, signatures and provenance, verified, skipping what ``dst`` already has.
+
+    Resumable: a re-run copies only what is missing (an interrupted registration leaves
+    nothing behind; one killed outright leaves a pending row that `gc` clears).
+
+    Args:
+        src: the hub to read.
+        dst: the hub to write.
+        refs: refs in ``src``; none means every version of every model.
+        actor: who ``dst`` records.
+        progress: called with byte counts.
+
+    Raises:
+        NotFound: a ref does not resolve in ``src``.
+        Conflict: ``dst`` holds the same version number with other content.
+        IntegrityError: a copy's digest differs from the source's.
+    """
+    from sentenialx.hub.hub import default_actor
+
+    actor = actor or default_actor()
+    rep = HubCopyReport()
+    targets = _parents_first(src, list(refs) or all_refs(src))
+    if not targets:
+        return rep
+    rep.results = copy_versions(src, dst, targets, include_revoked=True, aliases=True,
+                                actor=actor, progress=progress)
+    if isinstance(dst, RemoteHub):
+        rep.notes.append("signatures and provenance events are not sent to a served hub")
+        return rep
+    if isinstance(src, RemoteHub):
+        rep.notes.append("signatures are not read from a served hub")
+    source, dest = _hub_identity(src), _hub_identity(dst)
+    for r in rep.results:
+        info = src.resolve(r.ref, include_revoked=True)
+        if not isinstance(src, RemoteHub) and _carry_signature(src, dst, info, source=source,
+                                                               actor=actor):
+            rep.signatures.append(r.ref)
+        if _record_provenance(src, dst, info, source=source, dest=dest, actor=actor):
+            rep.provenance.append(r.ref)
+    if rep.signatures or rep.provenance:
+        dst.write_registry_json()  # exports the new events (events.jsonl)
+    return rep
+
+
+__all__ = ["CopyResult", "HubCopyReport", "all_refs", "closure_size", "copy_hub", "copy_versions"]

@@ -140,6 +140,9 @@ def _register_commands() -> None:
     from sentenialx.hub.cli import serve as _serve
 
     _serve.register(_models.models)
+    from sentenialx.hub.cli import copy as _copy  # `models copy` (issue 5)
+
+    _models.models.add_command(_copy.copy)
 
 
 _register_commands()

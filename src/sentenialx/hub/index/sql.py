@@ -687,6 +687,23 @@ class SqlIndex:
         """
         if not rows:
             return
+        if self.dialect == "postgresql":
+            # Scale-suite fix: without the write lock, two processes verifying the same files
+            # at once both deleted (nothing) and inserted the same path, and the second died
+            # with a UniqueViolation. Upsert instead; one row per path, in path order, so
+            # concurrent upserts take their row locks in the same order (no deadlock).
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            latest = {r[0]: r for r in rows}
+            stmt = pg_insert(S.stat_cache)
+            cols = ("size", "mtime_ns", "ino", "ctime_ns", "sha256")
+            stmt = stmt.on_conflict_do_update(index_elements=["path"],
+                                              set_={k: stmt.excluded[k] for k in cols})
+            with self.engine.begin() as c:
+                c.execute(stmt, [{"path": p, "size": sz, "mtime_ns": m, "ino": ino, "ctime_ns": ct,
+                                  "sha256": h} for p, sz, m, ino, ct, h in
+                                 (latest[k] for k in sorted(latest))])
+            return
         paths = [r[0] for r in rows]
         with self.engine.connect().execution_options(hub_write=True) as c:
             with c.begin():
