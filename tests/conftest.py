@@ -9,6 +9,8 @@
   through click's ``CliRunner``, with stdout and stderr apart and ``.json()`` to parse.
 - ``snapshot(hub) -> dict``: everything a failed call must not change (index rows,
   registry.json, the directory listing), for "bad input changes nothing" checks.
+- ``trained_hub`` (session): a hub trained once (encoder, teacher, distill, lora @1.0.0) plus
+  a second, unregistered student; ``trained_copy(name="trained") -> Hub`` copies it for a test.
 """
 
 from __future__ import annotations

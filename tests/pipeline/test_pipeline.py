@@ -104,6 +104,16 @@ def test_predictions_equal_the_students_own(staged: Hub, held_out: Any) -> None:
                                rtol=1e-6)
     acc = np.mean([p.label == LABELS[y] for p, y in zip(preds, held_out.labels, strict=True)])
     assert acc >= 0.95 and acc == pytest.approx(staged.resolve("distill").meta["metrics"]["accuracy"])
+    # And the same student run by torch (its graph read back from the verified bytes).
+    torch = pytest.importorskip("torch")
+    from sentenialx.orchestrator import featurize
+    from sentenialx.orchestrator.export import classifier_from_onnx
+
+    model = classifier_from_onnx(staged.open_bytes("distill@1.0.0")).eval()
+    with torch.no_grad():
+        torch_labels = model(torch.from_numpy(featurize(held_out.texts))).argmax(1).numpy()
+    agree = np.mean([p.label == LABELS[j] for p, j in zip(preds, torch_labels, strict=True)])
+    assert agree >= 0.995  # float32 ties aside, the same model
 
 
 def test_labels_and_scores_are_sane(staged: Hub, held_out: Any) -> None:
@@ -303,8 +313,9 @@ def test_swaps_are_atomic_between_calls(staged: Hub, trained_hub: Any, held_out:
         w.start()
     try:
         for i in range(6):
-            staged.set_alias(alt.ref if i % 2 == 0 else "distill@1.0.0", "staging")
+            # Read the count first: a worker may swap before set_alias has even returned.
             before, give_up = pipe.swaps, time.monotonic() + 60
+            staged.set_alias(alt.ref if i % 2 == 0 else "distill@1.0.0", "staging")
             while pipe.swaps == before and not errors and time.monotonic() < give_up:
                 stop.wait(0.01)
     finally:

@@ -7,6 +7,8 @@
   = what it just read), retrying on Conflict. Reports versions, digests and moves.
 - ``upload``: register ``path`` to the hub; after the first multipart part is sent,
   touch ``marker`` and stall (the test SIGKILLs it there).
+- ``verifier``: open ``Hub(root, index_url=index)``, wait for ``start``, then deep-verify
+  the whole hub ``n`` times (each pass rewrites the stat cache for every file).
 - ``copy``: ``copy_hub(src, dst)``; once ``after_bytes`` bytes were copied, touch
   ``marker`` and stall (the test SIGKILLs it there).
 """
@@ -64,6 +66,19 @@ def writer(a: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def verifier(a: dict[str, Any]) -> dict[str, Any]:
+    from sentenialx.hub.hub import Hub
+
+    hub = Hub(a["root"], index_url=a["index"])
+    while not Path(a["start"]).exists():
+        time.sleep(0.005)
+    problems = []
+    for _ in range(a["n"]):
+        problems += [p.message for p in hub.verify(deep=True).problems]
+    hub.close()
+    return {"problems": problems}
+
+
 def upload(a: dict[str, Any]) -> dict[str, Any]:
     from sentenialx.hub.hub import Hub
 
@@ -92,5 +107,6 @@ def copy(a: dict[str, Any]) -> dict[str, Any]:
 if __name__ == "__main__":
     os.environ.setdefault("SENTENIALX_PROGRESS", "0")
     mode, args = sys.argv[1], json.loads(sys.argv[2])
-    result = {"writer": writer, "upload": upload, "copy": copy}[mode](args)
+    result = {"writer": writer, "verifier": verifier, "upload": upload,
+              "copy": copy}[mode](args)
     print(json.dumps(result))

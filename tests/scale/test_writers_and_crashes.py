@@ -96,6 +96,33 @@ def test_four_processes_register_and_promote_at_once_lose_nothing(
         assert rep.ok, (i, [p.message for p in rep.problems])
 
 
+def test_concurrent_verifiers_share_the_stat_cache(
+        shared_hub: Any, run_worker: Callable[..., Any], tmp_path: Path) -> None:
+    # Regression: on PostgreSQL two verifiers recording the same files in the stat cache
+    # at once died with a UniqueViolation (delete-then-insert outside the write lock).
+    # Local files keep the verify loop tight, so the writes really collide.
+    from sentenialx.hub.hub import Hub
+
+    root = tmp_path / "hub"
+    hub = Hub(root, index_url=shared_hub.index_url)
+    shared_hub.opened.append(hub)
+    for i in range(30):
+        f = tmp_path / f"m{i}.onnx"
+        f.write_bytes(os.urandom(1000))
+        hub.register("encoder", f, name="encoder")
+    start = tmp_path / "start"
+    procs = [run_worker("verifier", root=str(root), index=shared_hub.index_url, n=25,
+                        start=str(start)) for i in range(3)]
+    time.sleep(1.0)
+    start.touch()
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err[-2000:]
+        assert json.loads(out.strip().splitlines()[-1]) == {"problems": []}
+    assert len(hub.index.stat_cache()) == 30
+    assert hub.verify().hashed == 0
+
+
 def test_upload_killed_half_way_leaves_nothing_and_gc_aborts_it(
         shared_hub: Any, run_worker: Callable[..., Any], tmp_path: Path) -> None:
     big = tmp_path / "teacher.onnx"
