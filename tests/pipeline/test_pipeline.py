@@ -486,6 +486,26 @@ def test_following_pipeline_refuses_an_unsigned_new_production(
     assert pipe.swaps == 1 and pipe.versions["classifier"] == alt.ref and pipe.last_error is None
 
 
+def test_revoking_the_signing_key_is_reported_by_a_following_pipeline(
+        signed_hub: tuple[Hub, Keys], held_out: Any, caplog: pytest.LogCaptureFixture) -> None:
+    h, keys = signed_hub
+    caplog.set_level(logging.INFO, logger=PIPE_LOG)
+    h.sign("distill@1.0.0", keys.priv)
+    h.promote("distill@1.0.0", to="production")
+    pipe = build_inference_pipeline(h, classifier="distill@production")
+    texts = list(held_out.texts)
+    before = pipe.predict(texts)
+    assert pipe.last_error is None
+    ts = h.trust_store()
+    ts.revoke_key(keys.kid)
+    h.save_trust(ts, action="revoke-key", detail={"key_id": keys.kid})
+    # Same versions, so no swap; the detector keeps answering, and says why it should not.
+    assert pipe.predict(texts) == before and pipe.swaps == 0
+    assert pipe.last_error and pipe.last_error.startswith("SignatureError")
+    assert any("no longer accepts" in r.getMessage() for r in caplog.records
+               if r.name == PIPE_LOG and r.levelno >= logging.ERROR)
+
+
 @pytest.fixture
 def keyed(staged: Hub) -> Hub:
     """A staged hub with its own key, so it signs its state."""

@@ -143,6 +143,7 @@ class ThreatClassifier:
                     # moved back off a broken release), so no failure is pending; a stale
                     # last_error used to linger here until the next successful swap.
                     self.last_error = None
+                    self._recheck_trust(cur)
                     return False
                 new = self._load(wanted)
             except Exception as exc:  # noqa: BLE001 - keep serving; the reason is logged
@@ -158,6 +159,26 @@ class ThreatClassifier:
             return True
 
     # -- internals ----------------------------------------------------------------------
+    def _recheck_trust(self, cur: _Loaded) -> None:
+        """The hub changed but our versions did not: a key revocation may have untrusted them.
+
+        The detector keeps running (blinding it is what an attacker wants), but the
+        failure is logged as an error and kept in ``last_error`` for health checks.
+        """
+        from sentenialx.hub.hub import Hub
+
+        if not isinstance(self.hub, Hub):
+            return
+        for info in (cur.encoder, cur.classifier, cur.lora):
+            if info is None:
+                continue
+            try:
+                self.hub.check_trust(info, mode=self.trust)
+            except Exception as exc:  # noqa: BLE001 - reported, serving continues
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.error("serving %s, which the trust policy no longer accepts: %s",
+                          info.ref, self.last_error)
+
     def _check_state(self) -> None:
         if self.state_guard is not None:
             self.state_guard.check(self.hub)
