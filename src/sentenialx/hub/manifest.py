@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from sentenialx.hub.errors import InvalidInput
 from sentenialx.hub.refs import validate_relpath
 
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 ROLES = ("weights", "config", "log", "chart", "report", "other")
 MANIFEST_SCHEMA = "sentenialx.manifest/v1"
 
@@ -38,7 +40,7 @@ class FileEntry:
         validate_relpath(self.path)
         if self.role not in ROLES:
             raise InvalidInput(f"file role {self.role!r} is not one of {', '.join(ROLES)}")
-        if len(self.sha256) != 64 or any(c not in "0123456789abcdef" for c in self.sha256):
+        if not _HEX64.fullmatch(self.sha256):
             raise InvalidInput(f"{self.path}: sha256 {self.sha256!r} is not 64 lowercase hex digits")
         if self.size < 0:
             raise InvalidInput(f"{self.path}: negative size")

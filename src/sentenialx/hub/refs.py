@@ -319,6 +319,8 @@ def validate_relpath(path: str) -> str:
     for p in parts:
         if p in ("", ".", ".."):
             raise InvalidName(f"file path {path!r} has an empty, '.' or '..' component")
-        if any(unicodedata.category(c).startswith("C") for c in p):
+        # isprintable() is False for every control/format character: the slow check
+        # only runs for the rare names that need it.
+        if not p.isprintable() and any(unicodedata.category(c).startswith("C") for c in p):
             raise InvalidName(f"file path {path!r} contains control characters")
     return path
