@@ -435,7 +435,15 @@ def test_policy_edited_outside_sentenialx_is_detected(edit: str, hub: Hub, produ
         doc["keys"][signer.kid]["revoked"] = False
         policy.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
     else:
+        # A missing policy is a missing view: it comes back from the history (the index
+        # is the truth a whole team shares), exactly as recorded; revocations included.
+        before = json.loads(policy.read_text())
         policy.unlink()
+        with pytest.raises(SignatureError) as err:  # the restored policy is enforced again
+            hub.open_bytes("distill@production")
+        assert "outside sentenialx" not in str(err.value)
+        assert json.loads(policy.read_text()) == before and hub.fsck().ok
+        return
 
     with pytest.raises(SignatureError, match="outside sentenialx"):
         hub.open_bytes("distill@production")
@@ -471,3 +479,28 @@ def test_trust_changes_are_recorded(hub: Hub, signer: Keys, cli: Cli) -> None:
     assert evs[0].payload["key_id"] == signer.kid and evs[0].payload["models"] == ["lora*"]
     assert evs[-1].payload["policy_sha256"] == hub.trust_store().policy_sha256()
     assert all(e.actor == "tester@test" for e in evs)
+
+
+def test_a_team_sharing_one_index_shares_the_policy(tmp_path: Path, signer: Keys) -> None:
+    """Two machines (folders) on one index: a trust change on one applies on the other."""
+    index = f"sqlite:///{tmp_path / 'shared.db'}"
+    a = Hub(tmp_path / "a", index_url=index)
+    b = Hub(tmp_path / "b", index_url=index)
+    ts = a.trust_store()
+    kid = ts.trust_key(signer.pub, name="alice")
+    a.save_trust(ts, action="trust-key", detail={"key_id": kid})
+    assert kid in {k.key_id for k in b.trust_store().keys()}
+    assert (tmp_path / "b" / "trust" / "keys" / f"{kid}.pub").read_bytes() == signer.pub.read_bytes()
+    ts = a.trust_store()
+    ts.revoke_key(kid)
+    a.save_trust(ts, action="revoke-key", detail={"key_id": kid})
+    # b's copy is now stale (equal to an older recorded policy): refreshed, not refused.
+    assert [k.revoked for k in b.trust_store().keys() if k.key_id == kid] == [True]
+    # A local edit on b that matches no recorded policy is still refused.
+    pol = tmp_path / "b" / "trust" / "policy.json"
+    doc = json.loads(pol.read_text())
+    doc["default"] = "off"
+    doc["aliases"] = {}
+    pol.write_text(json.dumps(doc))
+    with pytest.raises(SignatureError, match="outside sentenialx"):
+        b.trust_store()

@@ -53,8 +53,21 @@ class ReleaseMixin:
             SignatureError: trust/policy.json was changed outside sentenialx.
         """
         ts = TrustStore.load(self.root)
+        last = self.index.last_event("trust")
+        if last is not None and "policy" in last.payload:
+            # The index (shared by every machine of a team hub) is the truth; the local
+            # folder is a view. Bring a missing or stale view up to the recorded policy,
+            # but never over a local edit: stale means "equal to an older recorded one".
+            actual = ts.policy_sha256() if ts.exists else None
+            if actual != last.payload.get("policy_sha256"):
+                # On a hub with its own SQLite file, nobody else writes policies, so a
+                # local policy equal to an older one is a rollback, reported below.
+                shared = self.index.url != f"sqlite:///{self.root / 'registry.db'}"
+                older = {e.payload.get("policy_sha256") for e in self.index.events()
+                         if e.kind == "trust"} if shared else set()
+                if actual is None or actual in older:
+                    ts = self._materialise_trust(last.payload)
         if ts.exists:
-            last = self.index.last_event("trust")
             recorded = last.payload.get("policy_sha256") if last else None
             actual = ts.policy_sha256()
             if recorded != actual:
@@ -86,14 +99,31 @@ class ReleaseMixin:
                                  " changes: it was deleted outside sentenialx; restore it")
         return ts
 
+    def _materialise_trust(self, payload: dict[str, Any]) -> TrustStore:
+        """Write the policy and key files recorded in a trust event into the local folder."""
+        ts = TrustStore(self.root / "trust", policy=payload["policy"])
+        (ts.root / "keys").mkdir(parents=True, exist_ok=True)
+        for kid, pem in payload.get("key_pems", {}).items():
+            (ts.root / "keys" / f"{kid}.pub").write_text(pem)
+        if ts.save() != payload.get("policy_sha256"):
+            raise SignatureError("the trust policy recorded in the history does not match its"
+                                 " recorded sha256; the history was altered")
+        return TrustStore.load(self.root)
+
     def save_trust(self, ts: TrustStore, *, action: str, detail: dict[str, Any],
                    actor: str | None = None) -> str:
-        """Write the policy and record the change as a ``trust`` event; returns its sha256."""
+        """Write the policy and record the change as a ``trust`` event; returns its sha256.
+
+        The event carries the whole policy and the trusted public keys, so every machine
+        sharing the index applies the same policy (see :meth:`trust_store`).
+        """
         from sentenialx.hub.hub import default_actor
 
         sha = ts.save()
+        pems = {k.key_id: k.pem.decode() for k in ts.keys() if k.source == "hub" and k.pem}
         self.index.append_event("trust", "", "", actor=actor or default_actor(),
-                                payload=dict(detail, action=action, policy_sha256=sha))
+                                payload=dict(detail, action=action, policy_sha256=sha,
+                                             policy=ts.policy, key_pems=pems))
         self.write_registry_json()
         return sha
 
