@@ -156,6 +156,8 @@ def init(index_url: str | None, store_url: str | None, endpoint: str | None,
         click.echo(f"wrote {p}")
     hub = Hub.open(root)
     hub.index.migrate()
+    if hasattr(hub.store, "ensure_bucket"):
+        hub.store.ensure_bucket()
     click.echo(f"hub ready at {hub.root}: index {hub.index.safe_url}, store {hub.store.url}")
 
 
