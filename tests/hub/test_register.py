@@ -494,6 +494,21 @@ def test_unreadable_input_changes_nothing(hub, sample_file, adapter, snapshot) -
     assert snapshot(hub) == before
 
 
+@pytest.mark.skipif(not os.path.exists("/proc/self/mem"), reason="needs Linux /proc")
+def test_input_that_fails_mid_read_changes_nothing(hub, sample_file, snapshot) -> None:
+    """Even as root (where chmod 000 does not stop reads), a read error leaves no trace."""
+    hub.register("m", sample_file(10))
+    before = snapshot(hub)
+    with pytest.raises(OSError):  # reading /proc/self/mem at offset 0 fails with EIO
+        hub.register("m", "/proc/self/mem")
+    after = snapshot(hub)
+    # The reservation and its removal bumped the change counter; nothing else moved.
+    for snap in (before, after):
+        snap["index"].pop("hub_state")
+    assert after == before
+    assert not hub.index.pending_versions()
+
+
 def test_errors_are_hub_errors_with_builtin_bases() -> None:
     assert issubclass(InvalidName, ValueError) and issubclass(InvalidVersion, ValueError)
     assert issubclass(NotFound, LookupError) and issubclass(NotFound, HubError)
