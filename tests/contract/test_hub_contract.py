@@ -87,6 +87,22 @@ class TestHubContract:
                                                                     "lora": "1.0.0"}
         assert hub.fsck().ok
 
+    def test_identical_bytes_are_stored_once(self, backend: Any,
+                                             sample_file: Callable[..., Path]) -> None:
+        hub = backend.hub()
+        src = sample_file(300_000, seed=7, name="threat_student.onnx")
+        v1 = hub.register("distill", src)
+        v2 = hub.register("distill-copy", src)
+        assert v1.files[0].sha256 == v2.files[0].sha256
+        key1, key2 = f"distill/{v1.files[0].path}", f"distill-copy/{v2.files[0].path}"
+        if backend.remote:
+            # No hardlinks in S3: the second copy was made inside the store, not sent again.
+            assert hub.store.copies == 1
+        else:
+            assert hub.store.stat(key1).ino == hub.store.stat(key2).ino  # one inode
+        assert hub.open("distill-copy") == src.read_bytes()
+        assert hub.verify(deep=True).ok and hub.fsck().ok
+
     def test_bump_allocation(self, backend: Any, sample_file: Callable[..., Path]) -> None:
         hub = backend.hub()
         got = [hub.register("enc", sample_file(100, seed=i), **kw).version

@@ -307,8 +307,8 @@ class Hub(ReleaseMixin):
             entries: list[FileEntry] = []
             if layout == "file":
                 rel = f"{stem}{ext}"
-                d = self.store.put_file(f"{model}/{rel}", sources[0].path, link=link,
-                                        progress=progress)
+                d = self._put_file(f"{model}/{rel}", sources[0].path, link=link,
+                                   progress=progress)
                 written.append(f"{model}/{rel}")
                 entries.append(FileEntry(rel, d.size, d.sha256, "weights"))
             else:
@@ -354,6 +354,32 @@ class Hub(ReleaseMixin):
         self._remember_stats(model, manifest.files)
         self.write_registry_json()
         return done
+
+    def _put_file(self, key: str, src: Path, *, link: bool, progress: Progress | None) -> Digest:
+        """Store one file; on an object store, bytes it already holds are copied server-side.
+
+        S3 has no hardlinks, so dedup means not sending the bytes again: hash the local
+        file first (a local read is cheap beside the network), and when a verified object
+        with that content exists, copy it inside the store. The manifest gets the digest
+        of what was hashed, which is the copied object's content by construction.
+        """
+        if self.store is not self.local and hasattr(self.store, "copy"):
+            pre = hash_file(src)
+            hit = self.index.find_file_by_sha(pre.sha256, pre.size)
+            if hit is not None:
+                other = f"{hit[0]}/{hit[1]}"
+                cached = self.index.stat_cache_get([other]).get(other)
+                st = self.store.stat(other)
+                # Only from an object whose stat still matches its last verification.
+                if cached and st and cached == (st.size, st.mtime_ns, st.ino, st.ctime_ns,
+                                                pre.sha256):
+                    if self.store.stat(key) is not None:
+                        raise AlreadyExists(f"{key} already exists in {self.store.url}")
+                    self.store.copy(other, key)
+                    if progress:
+                        progress(pre.size)
+                    return pre
+        return self.store.put_file(key, src, link=link, progress=progress)
 
     def _collect_sources(self, src: Path) -> tuple[str, list[Source]]:
         if not src.exists():

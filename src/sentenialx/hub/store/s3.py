@@ -178,10 +178,14 @@ class S3Store:
         """S3 has no hardlinks; identical bytes are deduplicated by :meth:`copy` before upload."""
         return False
 
+    copies = 0
+    """Server-side copies made by this store object (dedup is observable in tests)."""
+
     def copy(self, src_key: str, dst_key: str) -> None:
         """Server-side copy (no bytes through the client)."""
         self._call("copy", self.client.copy_object, Bucket=self.bucket, Key=self._k(dst_key),
                    CopySource={"Bucket": self.bucket, "Key": self._k(src_key)})
+        self.copies += 1
 
     # -- reading ------------------------------------------------------------------------
     def open_read(self, key: str, *, start: int | None = None, end: int | None = None) -> Any:
