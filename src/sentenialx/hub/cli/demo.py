@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import click
 
-from sentenialx.hub.cli import HubGroup  # noqa: F401 - keeps the error handling import-time
-
 
 @click.command()
 @click.option("--hub", "hub_path", default=None, metavar="PATH",
