@@ -187,7 +187,8 @@ class Hub(ReleaseMixin):
             self.cache = BlobCache(Path(cache_dir) if cache_dir else self.root / ".cache" / "blobs",
                                    max_bytes=cache_max_bytes)
         elif store_url:
-            self.store = self.local = LocalStore(_local_path(store_url, self.root))
+            # Bytes in another folder; the views stay in this one.
+            self.store = LocalStore(_local_path(store_url, self.root))
         self.index = SqlIndex(index_url or f"sqlite:///{self.root / REGISTRY_DB}")
         self._cache: dict[tuple[str, bool], tuple[int, VersionInfo]] = {}
         self._cache_gen = -1
@@ -363,7 +364,7 @@ class Hub(ReleaseMixin):
         with that content exists, copy it inside the store. The manifest gets the digest
         of what was hashed, which is the copied object's content by construction.
         """
-        if self.store is not self.local and hasattr(self.store, "copy"):
+        if not isinstance(self.store, LocalStore) and hasattr(self.store, "copy"):
             pre = hash_file(src)
             hit = self.index.find_file_by_sha(pre.sha256, pre.size)
             if hit is not None:
@@ -1235,11 +1236,11 @@ class Hub(ReleaseMixin):
                 with contextlib.suppress(OSError):
                     self.store.delete(key)
         if not dry_run:
-            if self.store is self.local:
+            if isinstance(self.store, LocalStore):
                 self._remove_empty_dirs()
             else:
                 rep.removed += self.store.abort_uploads(older_than=cutoff_dt)
-        elif self.store is not self.local:
+        elif not isinstance(self.store, LocalStore):
             rep.removed += self.store.abandoned_uploads(older_than=cutoff_dt)
         if not dry_run:
             # Test-suite fix: a writer killed between its index commit and the registry.json
@@ -1267,8 +1268,9 @@ class Hub(ReleaseMixin):
                                f" {self.root / REGISTRY_JSON}` (gc would delete them)")
 
     def _remove_empty_dirs(self) -> None:
-        for d in sorted((p for p in self.root.rglob("*") if p.is_dir()), reverse=True):
-            if d.name.startswith(TMP_PREFIX) or d.parent != self.root:
+        base = Path(self.store.root)
+        for d in sorted((p for p in base.rglob("*") if p.is_dir()), reverse=True):
+            if d.name.startswith(TMP_PREFIX) or d.parent != base:
                 with contextlib.suppress(OSError):
                     d.rmdir()
 
