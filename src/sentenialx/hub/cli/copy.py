@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from sentenialx.hub._format import human_size
 from sentenialx.hub.cli import json_option, print_json
 
 
@@ -17,12 +18,6 @@ def _open(location: str) -> Any:
     return Hub.open(location)
 
 
-def _human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GiB"
 
 
 @click.command()
@@ -58,7 +53,7 @@ def copy(src_hub: str, dst_hub: str, refs: tuple[str, ...], as_json: bool) -> No
             click.echo(f"present {r.ref}  sha256:{r.digest[:12]}  (already there)")
         else:
             click.echo(f"copied  {r.ref}  sha256:{r.digest[:12]}  ({r.files_sent} of {r.files}"
-                       f" files sent, {_human(r.bytes_sent)})"
+                       f" files sent, {human_size(r.bytes_sent)})"
                        + (f"  aliases: {', '.join(r.aliases)}" if r.aliases else ""))
     copied = sum(1 for r in rep.results if r.status == "copied")
     click.echo(f"{copied} copied, {len(rep.results) - copied} already there;"

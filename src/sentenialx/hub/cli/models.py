@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from sentenialx.hub._format import human_size
 from sentenialx.hub.cli import (
     EXIT_CHECK_FAILED,
     HubGroup,
@@ -20,14 +21,6 @@ from sentenialx.hub.cli import (
     print_json,
 )
 from sentenialx.hub.errors import InvalidInput
-
-
-def _human(n: int | float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
 
 
 def _parse_meta(pairs: tuple[str, ...], meta_file: str | None) -> dict[str, Any]:
@@ -119,7 +112,7 @@ def register(model: str, path: Path, version: str | None, bump: str | None,
         print_json(info.to_dict())
     else:
         click.echo(f"registered {info.ref}  sha256:{info.digest}  ({len(info.files)} files,"
-                   f" {_human(info.size)})")
+                   f" {human_size(info.size)})")
 
 
 def _input_size(p: Path) -> int:
@@ -197,7 +190,7 @@ def versions(model: str, hub_path: str | None, as_json: bool) -> None:
 
     t = Table("version", "digest", "size", "created", "by", "aliases", "status")
     for v in vs:
-        t.add_row(v.version, (v.digest or "")[:12], _human(v.size), v.created_at[:19],
+        t.add_row(v.version, (v.digest or "")[:12], human_size(v.size), v.created_at[:19],
                   v.created_by, ", ".join(al.get(v.version, [])),
                   f"revoked: {v.revoke_reason}" if v.revoked else "ok")
     console().print(t)
@@ -227,7 +220,7 @@ def show(ref: str, include_revoked: bool, hub_path: str | None, as_json: bool) -
 
     t = Table("file", "role", "size", "sha256")
     for f in v.files:
-        t.add_row(f.path, f.role, _human(f.size), f.sha256)
+        t.add_row(f.path, f.role, human_size(f.size), f.sha256)
     c.print(t)
     c.print_json(json.dumps({"metadata": v.meta, "lineage": v.lineage}))
 
@@ -270,8 +263,9 @@ def verify(ref: str | None, model: str | None, deep: bool, hub_path: str | None,
         for p in rep.problems:
             click.echo(f"{p.kind.upper():8} {p.message}")
         status = "OK" if rep.ok else f"FAILED ({len(rep.problems)} problems)"
+        trusted = "" if deep else ", others trusted from the stat cache"
         click.echo(f"{status}: {rep.versions} versions, {rep.files} files, {rep.hashed} hashed"
-                   f" ({_human(rep.bytes_hashed)}){'' if deep else ', others trusted from the stat cache'}")
+                   f" ({human_size(rep.bytes_hashed)}){trusted}")
     if not rep.ok:
         sys.exit(EXIT_CHECK_FAILED)
 
@@ -457,7 +451,7 @@ def gc(grace: str, dry_run: bool, hub_path: str | None, as_json: bool) -> None:
         click.echo(f"{verb} {k}")
     for p in rep.stale_pending:
         click.echo(f"{verb} unfinished registration {p}")
-    click.echo(f"{verb} {len(rep.removed)} files, {_human(rep.freed_bytes)}"
+    click.echo(f"{verb} {len(rep.removed)} files, {human_size(rep.freed_bytes)}"
                f"; kept {rep.kept_young} younger than {grace}")
 
 

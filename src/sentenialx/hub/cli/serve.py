@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from sentenialx.hub._format import human_size
 from sentenialx.hub.cli import HubGroup, console, hub_option, json_option, open_hub, print_json
 from sentenialx.hub.errors import InvalidInput
 
@@ -44,12 +45,6 @@ def _local_hub(hub_path: str | None) -> Any:
     return open_hub(hub_path)
 
 
-def _human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
 
 
 @click.command()
@@ -166,7 +161,7 @@ def _print_results(results: list[Any], as_json: bool) -> None:
             click.echo(f"present {r.ref}  sha256:{r.digest[:12]}  (already there)")
         else:
             click.echo(f"copied  {r.ref}  sha256:{r.digest[:12]}  ({r.files_sent} of {r.files}"
-                       f" files sent, {_human(r.bytes_sent)}; {r.files_deduped} already there)"
+                       f" files sent, {human_size(r.bytes_sent)}; {r.files_deduped} already there)"
                        + (f"  aliases: {', '.join(r.aliases)}" if r.aliases else ""))
 
 

@@ -20,6 +20,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
+from sentenialx.hub._format import human_size
 from sentenialx.hub.errors import HubError, IntegrityError, NotFound, PermissionDenied
 from sentenialx.hub.hub import Hub, VerifyReport
 from sentenialx.hub.index.base import VersionInfo
@@ -46,15 +47,9 @@ IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
 COOKIE_MAX_AGE = 12 * 3600
 
 
-def _human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
 
 
-templates.env.filters["human"] = _human
+templates.env.filters["human"] = human_size
 templates.env.filters["short"] = lambda s: (s or "")[:12]
 templates.env.filters["q"] = lambda s: quote(str(s), safe="/")
 
@@ -265,7 +260,7 @@ def _training_curves(hub: Hub, info: VersionInfo, notes: list[str]) -> list[dict
         if f.role != "log":
             continue
         if f.size > LOG_MAX:
-            notes.append(f"{f.path}: {_human(f.size)} is too large to chart here; download it")
+            notes.append(f"{f.path}: {human_size(f.size)} is too large to chart here; download it")
             continue
         try:
             data = read_verified(hub, info, f)
@@ -298,7 +293,7 @@ def _reports(hub: Hub, info: VersionInfo, base: str, notes: list[str]) -> list[d
         if f.role != "report":
             continue
         if f.size > REPORT_MAX:
-            notes.append(f"{f.path}: {_human(f.size)} is too large to show; download it")
+            notes.append(f"{f.path}: {human_size(f.size)} is too large to show; download it")
             continue
         try:
             data = read_verified(hub, info, f)
