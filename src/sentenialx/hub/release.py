@@ -171,7 +171,9 @@ class ReleaseMixin:
         from cryptography.hazmat.primitives import hashes
         from cryptography.hazmat.primitives.asymmetric import ec
 
-        sig = priv.sign(_pae(PROVENANCE_TYPE, canonical_json(prov)), ec.ECDSA(hashes.SHA256()))
+        from sentenialx.hub.signing import pae
+
+        sig = priv.sign(pae(PROVENANCE_TYPE, canonical_json(prov)), ec.ECDSA(hashes.SHA256()))
         payload = {"key_id": kid, "sig_sha256": hashlib.sha256(bundle).hexdigest(),
                    "provenance": prov, "provenance_sig": base64.b64encode(sig).decode()}
         self.index.append_event("sign", info.model, info.version, actor=actor or default_actor(),
@@ -301,9 +303,11 @@ class ReleaseMixin:
             from cryptography.hazmat.primitives import hashes
             from cryptography.hazmat.primitives.asymmetric import ec
 
+            from sentenialx.hub.signing import pae
+
             try:
                 key.verify(base64.b64decode(ev.payload["provenance_sig"]),
-                           _pae(PROVENANCE_TYPE, want), ec.ECDSA(hashes.SHA256()))
+                           pae(PROVENANCE_TYPE, want), ec.ECDSA(hashes.SHA256()))
             except (InvalidSignature, ValueError, KeyError):
                 continue
             return GateResult("provenance", True, f"data digest {dd[:12]}… signed by"
@@ -336,17 +340,3 @@ class ReleaseMixin:
                              extra={"force": force, "gates": [r.to_dict() for r in results]})
         self.write_registry_json()
         return results
-
-
-def _pae(payload_type: str, body: bytes) -> bytes:
-    """DSSE pre-authentication encoding."""
-    t = payload_type.encode()
-    return b"DSSEv1 %d %s %d " % (len(t), t, len(body)) + body
-
-
-def b64(data: bytes) -> str:
-    """Base64 text."""
-    return base64.b64encode(data).decode()
-
-
-__all__ = ["ReleaseMixin", "InvalidInput"]

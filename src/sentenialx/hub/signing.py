@@ -262,7 +262,7 @@ def sign_files(
     statement = _statement(entries, model_name=model_name, ignore_paths=rules)
     # The tool's payload is protobuf's MessageToJson: 2-space indent, UTF-8 kept as is.
     payload = json.dumps(statement, indent=2, ensure_ascii=False).encode()
-    sig = private_key.sign(_pae(PAYLOAD_TYPE, payload), ec.ECDSA(hashes.SHA256()))
+    sig = private_key.sign(pae(PAYLOAD_TYPE, payload), ec.ECDSA(hashes.SHA256()))
     bundle = {
         "mediaType": BUNDLE_MEDIA_TYPE,
         "verificationMaterial": {
@@ -370,11 +370,11 @@ def verify_bundle(
         candidates = {hint: keys[hint]}
     else:
         candidates = keys
-    pae = _pae(payload_type, payload)
+    encoded = pae(payload_type, payload)
     signer = None
     for kid, pub in candidates.items():
         try:
-            pub.verify(raw_sig, pae, ec.ECDSA(hashes.SHA256()))
+            pub.verify(raw_sig, encoded, ec.ECDSA(hashes.SHA256()))
         except InvalidSignature:
             continue
         signer = kid
@@ -512,7 +512,7 @@ def _statement(
     }
 
 
-def _pae(payload_type: str, body: bytes) -> bytes:
+def pae(payload_type: str, body: bytes) -> bytes:
     """DSSE pre-authentication encoding (DSSE v1 protocol)."""
     t = payload_type.encode()
     return b"DSSEv1 %d %s %d " % (len(t), t, len(body)) + body

@@ -21,15 +21,11 @@ from typing import Any
 
 from sentenialx.hub.errors import StateError
 from sentenialx.hub.manifest import canonical_json
+from sentenialx.hub.signing import pae
 
 STATE_TYPE = "application/vnd.sentenialx.state+json"
 HUB_KEY = Path("trust") / "hub_key.pem"
 HUB_PUB = Path("trust") / "hub_key.pub"
-
-
-def _pae(body: bytes) -> bytes:
-    t = STATE_TYPE.encode()
-    return b"DSSEv1 %d %s %d " % (len(t), t, len(body)) + body
 
 
 def load_hub_key(root: Path) -> Any | None:
@@ -62,7 +58,7 @@ def sign_doc(private_key: Any, doc: dict[str, Any]) -> dict[str, Any]:
     from sentenialx.hub.signing import key_id
 
     body = dict(doc, key_id=key_id(private_key.public_key()))
-    sig = private_key.sign(_pae(canonical_json(body)), ec.ECDSA(hashes.SHA256()))
+    sig = private_key.sign(pae(STATE_TYPE, canonical_json(body)), ec.ECDSA(hashes.SHA256()))
     return dict(body, sig=base64.b64encode(sig).decode())
 
 
@@ -78,7 +74,7 @@ def verify_doc(public_key: Any, doc: dict[str, Any]) -> dict[str, Any]:
 
     body = {k: v for k, v in doc.items() if k != "sig"}
     try:
-        public_key.verify(base64.b64decode(doc["sig"]), _pae(canonical_json(body)),
+        public_key.verify(base64.b64decode(doc["sig"]), pae(STATE_TYPE, canonical_json(body)),
                           ec.ECDSA(hashes.SHA256()))
     except (KeyError, ValueError, InvalidSignature):
         raise StateError("hub state signature does not verify with the hub's key;"
