@@ -1104,7 +1104,7 @@ class Hub(ReleaseMixin):
         except (SignatureError, InvalidInput) as exc:
             rep.problems.append(Problem("trust", "trust/policy.json", str(exc)))
         cutoff = (datetime.now(UTC) - grace).timestamp()
-        for key, size in self._orphans(cutoff=None):
+        for key, size, _changed in self._orphans():
             if model and not key.startswith(model + "/"):
                 continue
             rep.problems.append(Problem("orphan", key, f"{key}: no version names it ({size} bytes);"
@@ -1180,7 +1180,8 @@ class Hub(ReleaseMixin):
         pending = [f"{p.model}/{p.stem}" for p in self.index.pending_versions()]
         return named, pending
 
-    def _orphans(self, *, cutoff: float | None) -> list[tuple[str, int]]:
+    def _orphans(self) -> list[tuple[str, int, float]]:
+        """(key, size, last change as a Unix time) of everything no version names."""
         named, pending = self._named_keys()
         out = []
         for key, st in self.store.list():
@@ -1194,9 +1195,7 @@ class Hub(ReleaseMixin):
                 continue
             if any(key.startswith(p) for p in pending):
                 continue
-            if cutoff is not None and max(st.mtime_ns, st.ctime_ns) / 1e9 > cutoff:
-                continue
-            out.append((key, st.size))
+            out.append((key, st.size, max(st.mtime_ns, st.ctime_ns) / 1e9))
         return out
 
     def gc(self, *, grace: timedelta = timedelta(hours=1), dry_run: bool = False,
@@ -1219,9 +1218,10 @@ class Hub(ReleaseMixin):
                 rep.stale_pending.append(f"{p.model}@{p.version}")
                 if not dry_run:
                     self.index.remove_stale_pending(p.id, created_before=cutoff_iso)
-        candidates = self._orphans(cutoff=cutoff_dt.timestamp())
-        young = self._orphans(cutoff=None)
-        rep.kept_young = len(young) - len(candidates)
+        orphans = self._orphans()
+        cutoff = cutoff_dt.timestamp()
+        candidates = [(key, size) for key, size, changed in orphans if changed <= cutoff]
+        rep.kept_young = len(orphans) - len(candidates)
         if dry_run:
             # Stale pending rows are still in the index; count their files too.
             stale = {f"{p.model}/{p.stem}" for p in self.index.pending_versions()
