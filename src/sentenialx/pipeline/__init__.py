@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -48,11 +48,6 @@ class _Loaded:
     lora: VersionInfo | None
     session: Any
     labels: list[str]
-    buckets: int
-    ngram: int
-    lora_delta: Any = None  # unused: adapters are merged into the graph
-    input_name: str = "features"
-    output_names: list[str] = field(default_factory=list)
 
     def versions(self) -> dict[str, str | None]:
         return {"encoder": self.encoder.ref, "classifier": self.classifier.ref,
@@ -207,10 +202,9 @@ class ThreatClassifier:
         if lora is not None:
             model_bytes = self._merge_lora(lora, model_bytes)
         session = open_session(model_bytes)
-        labels, spec = session_labels_and_spec(session)
-        outs = [o.name for o in session.get_outputs()]
-        return _Loaded(enc, clf, lora, session, labels, spec.buckets, spec.ngram, None,
-                       session.get_inputs()[0].name, outs)
+        # The featurizer settings travel inside the graph; predict_proba_onnx reads them.
+        labels, _spec = session_labels_and_spec(session)
+        return _Loaded(enc, clf, lora, session, labels)
 
     def _trust_kw(self) -> dict[str, Any]:
         """A local hub applies its trust policy (or our override); a remote one its server's."""

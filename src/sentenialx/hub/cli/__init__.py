@@ -10,6 +10,7 @@ import json
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -97,7 +98,7 @@ def open_hub(hub_path: str | None) -> Any:
         from sentenialx.hub.config import read_config
 
         root = hub_path or os.environ.get("SENTENIALX_HUB") or "models/artifacts"
-        cfg = read_config(__import__("pathlib").Path(root))
+        cfg = read_config(Path(root))
         return Hub(root, index_url=index or cfg.get("index"), store_url=store or cfg.get("store"),
                    s3_endpoint=meta.get("sentenialx.s3_endpoint") or cfg.get("s3_endpoint"))
     return Hub.open(hub_path)
