@@ -640,7 +640,7 @@ class Hub(ReleaseMixin):
         info = self.resolve(ref, include_revoked=include_revoked)
         self.check_trust(info, mode=trust)
         entry = self._entry(info, file)
-        return self._read_verified(info, entry)
+        return self.read_entry(info, entry)
 
     def _entry(self, info: VersionInfo, file: str | None) -> FileEntry:
         if file is None:
@@ -654,15 +654,26 @@ class Hub(ReleaseMixin):
         raise NotFound(f"{info.ref} has no file {file!r}; files: "
                        f"{', '.join(f.path for f in info.files)}", what="file")
 
-    def _read_verified(self, info: VersionInfo, entry: FileEntry) -> bytes:
+    def read_entry(self, info: VersionInfo, entry: FileEntry) -> bytes:
+        """One file of a resolved version, read once and matched to the manifest.
+
+        At most ``size + 1`` bytes are read, so a file grown behind the hub's back is
+        refused without being pulled into memory. No trust check: callers that load
+        weights go through :meth:`open_bytes`, :meth:`read_files` or :meth:`load`.
+
+        Raises:
+            NotFound: the file is missing from the store.
+            IntegrityError: its bytes differ from the manifest.
+        """
         import hashlib
 
-        key = f"{info.model}/{entry.path}"
         if self.cache is not None:
             # Remote bytes come through the local cache; they are hashed below either way.
-            data = self._cached(info, entry).read_bytes()
+            src = open(self._cached(info, entry), "rb")  # noqa: SIM115 - closed below
         else:
-            data = self.store.read_bytes(key)
+            src = self.store.open_read(f"{info.model}/{entry.path}")
+        with src:
+            data = src.read(entry.size + 1)
         actual = hashlib.sha256(data).hexdigest()
         if len(data) != entry.size or actual != entry.sha256:
             raise IntegrityError(path=entry.path, expected=entry.sha256, actual=actual,
@@ -680,7 +691,7 @@ class Hub(ReleaseMixin):
         """
         info = self.resolve(ref, include_revoked=include_revoked)
         self.check_trust(info, mode=trust)
-        return {f.path: self._read_verified(info, f) for f in info.files if f.role in roles}
+        return {f.path: self.read_entry(info, f) for f in info.files if f.role in roles}
 
     def load(self, ref: str, *, file: str | None = None, include_revoked: bool = False,
              trust: str | None = None) -> Any:
@@ -704,7 +715,7 @@ class Hub(ReleaseMixin):
         self.check_trust(info, mode=trust)
         entry = self._entry(info, file)
         fmt = format_for(entry.path) or str(info.meta.get("format") or "")
-        data = self._read_verified(info, entry)
+        data = self.read_entry(info, entry)
         return load_bytes(data, fmt=fmt, name=f"{info.ref}:{entry.path}")
 
     # -- listing ----------------------------------------------------------------------

@@ -24,7 +24,6 @@ from sentenialx.hub._format import human_size
 from sentenialx.hub.errors import HubError, IntegrityError, NotFound, PermissionDenied
 from sentenialx.hub.hub import Hub, VerifyReport
 from sentenialx.hub.index.base import VersionInfo
-from sentenialx.hub.manifest import FileEntry
 from sentenialx.hub.server import _charts, _render
 from sentenialx.hub.server.app import (
     COOKIE,
@@ -233,27 +232,6 @@ def _short_name(info: VersionInfo, path: str) -> str:
     return path
 
 
-def read_verified(hub: Hub, info: VersionInfo, entry: FileEntry) -> bytes:
-    """An attachment's bytes, read once and matched to the manifest before they are shown.
-
-    Attachments are displayed, never loaded as a model, so the signature policy (which
-    guards loading weights) does not apply; the sha256 check does.
-
-    Raises:
-        NotFound: the file is missing from the store.
-        IntegrityError: its bytes differ from the manifest.
-    """
-    import hashlib
-
-    with hub.store.open_read(f"{info.model}/{entry.path}") as fh:
-        data = fh.read(entry.size + 1)
-    actual = hashlib.sha256(data).hexdigest()
-    if len(data) != entry.size or actual != entry.sha256:
-        raise IntegrityError(path=entry.path, expected=entry.sha256, actual=actual,
-                             hint=f"run `sentenialx models fsck {info.model}`")
-    return data
-
-
 def _training_curves(hub: Hub, info: VersionInfo, notes: list[str]) -> list[dict[str, str]]:
     out = []
     for f in info.files:
@@ -263,7 +241,7 @@ def _training_curves(hub: Hub, info: VersionInfo, notes: list[str]) -> list[dict
             notes.append(f"{f.path}: {human_size(f.size)} is too large to chart here; download it")
             continue
         try:
-            data = read_verified(hub, info, f)
+            data = hub.read_entry(info, f)
         except (IntegrityError, NotFound) as exc:
             notes.append(f"{f.path}: not charted: {exc}")
             continue
@@ -296,7 +274,7 @@ def _reports(hub: Hub, info: VersionInfo, base: str, notes: list[str]) -> list[d
             notes.append(f"{f.path}: {human_size(f.size)} is too large to show; download it")
             continue
         try:
-            data = read_verified(hub, info, f)
+            data = hub.read_entry(info, f)
         except (IntegrityError, NotFound) as exc:
             notes.append(f"{f.path}: not shown: {exc}")
             continue
