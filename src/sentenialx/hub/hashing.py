@@ -12,7 +12,7 @@ import mmap
 import os
 import queue
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,13 +159,6 @@ def copy_and_hash(src: BinaryIO, dst: BinaryIO, *, progress: Progress | None = N
     if errors:
         raise errors[0]
     return Digest(size, h.hexdigest())
-
-
-def iter_hashed(chunks: Iterable[bytes], h: hashlib._Hash) -> Iterable[bytes]:
-    """Yield chunks unchanged while feeding them to ``h``."""
-    for c in chunks:
-        h.update(c)
-        yield c
 
 
 def fsync_dir(path: str | os.PathLike[str]) -> None:
