@@ -21,8 +21,8 @@ import pytest
 
 from sentenialx.hub.errors import GateFailed, NotFound
 from sentenialx.hub.hub import Hub
-from sentenialx.hub.index.base import VersionInfo
 from sentenialx.hub.signing import generate_keypair
+from sentenialx.hub.values import VersionInfo
 
 DATA = hashlib.sha256(b"training data v1").hexdigest()
 GOOD = {"accuracy": 0.97, "latency_p95_ms": 30.0, "false_positive_rate": 0.02}

@@ -22,8 +22,8 @@ import pytest
 
 from sentenialx.hub.errors import IntegrityError, NotFound, SignatureError
 from sentenialx.hub.hub import Hub
-from sentenialx.hub.index.base import VersionInfo
 from sentenialx.hub.signing import generate_keypair
+from sentenialx.hub.values import VersionInfo
 
 Cli = Callable[..., Any]
 

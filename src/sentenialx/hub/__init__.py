@@ -26,10 +26,10 @@ from sentenialx.hub.refs import Ref, Version, VersionRange, parse_ref
 # The facade pulls in SQLAlchemy; load it on first use so that light importers
 # (the CLI's fast path, `import sentenialx`) stay fast.
 _LAZY = {
-    "Hub": "sentenialx.hub.hub", "FsckReport": "sentenialx.hub.hub",
-    "GcReport": "sentenialx.hub.hub", "Problem": "sentenialx.hub.hub",
-    "VerifyReport": "sentenialx.hub.hub", "AliasInfo": "sentenialx.hub.index.base",
-    "AliasMove": "sentenialx.hub.index.base", "VersionInfo": "sentenialx.hub.index.base",
+    "Hub": "sentenialx.hub.hub", "FsckReport": "sentenialx.hub.values",
+    "GcReport": "sentenialx.hub.values", "Problem": "sentenialx.hub.values",
+    "VerifyReport": "sentenialx.hub.values", "AliasInfo": "sentenialx.hub.values",
+    "AliasMove": "sentenialx.hub.values", "VersionInfo": "sentenialx.hub.values",
     "FileEntry": "sentenialx.hub.manifest", "Manifest": "sentenialx.hub.manifest",
 }
 

@@ -21,7 +21,6 @@ import os
 import socket
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -37,7 +36,6 @@ from sentenialx.hub.errors import (
 )
 from sentenialx.hub.events import ChainReport, Event, verify_chain
 from sentenialx.hub.hashing import Digest, Progress, hash_file
-from sentenialx.hub.index.base import AliasInfo, AliasMove, VersionInfo
 from sentenialx.hub.index.sql import SqlIndex, utcnow
 from sentenialx.hub.manifest import ROLES, FileEntry, Manifest, parse_sha256sum
 from sentenialx.hub.refs import (
@@ -51,6 +49,15 @@ from sentenialx.hub.refs import (
 from sentenialx.hub.release import ReleaseMixin
 from sentenialx.hub.store.base import Source
 from sentenialx.hub.store.local import TMP_PREFIX, LocalStore
+from sentenialx.hub.values import (
+    AliasInfo,
+    AliasMove,
+    FsckReport,
+    GcReport,
+    Problem,
+    VerifyReport,
+    VersionInfo,
+)
 
 DEFAULT_ROOT = Path("models") / "artifacts"
 REGISTRY_JSON = "registry.json"
@@ -76,83 +83,6 @@ def default_actor() -> str:
     except (KeyError, OSError):
         user = str(os.getuid())
     return f"{user}@{socket.gethostname()}"
-
-
-@dataclass(frozen=True, slots=True)
-class Problem:
-    """One thing verify or fsck found wrong."""
-
-    kind: str  # missing | changed | extra | size | sidecar | registry | chain | orphan | pending | alias
-    path: str
-    message: str
-    model: str = ""
-    version: str = ""
-    expected: str = ""
-    actual: str = ""
-
-    def to_dict(self) -> dict[str, str]:
-        """Plain-dict form."""
-        return {"kind": self.kind, "path": self.path, "message": self.message, "model": self.model,
-                "version": self.version, "expected": self.expected, "actual": self.actual}
-
-
-@dataclass(slots=True)
-class VerifyReport:
-    """What :meth:`Hub.verify` checked and found."""
-
-    deep: bool
-    versions: int = 0
-    files: int = 0
-    hashed: int = 0
-    bytes_hashed: int = 0
-    problems: list[Problem] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        """True when nothing is wrong."""
-        return not self.problems
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-dict form."""
-        return {"ok": self.ok, "deep": self.deep, "versions": self.versions, "files": self.files,
-                "hashed": self.hashed, "bytes_hashed": self.bytes_hashed,
-                "problems": [p.to_dict() for p in self.problems]}
-
-
-@dataclass(slots=True)
-class FsckReport:
-    """What :meth:`Hub.fsck` found."""
-
-    problems: list[Problem] = field(default_factory=list)
-    versions: int = 0
-    events: int = 0
-    chain_head: str = ""
-
-    @property
-    def ok(self) -> bool:
-        """True when index, files, sidecars, registry.json and the chain agree."""
-        return not self.problems
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-dict form."""
-        return {"ok": self.ok, "versions": self.versions, "events": self.events,
-                "chain_head": self.chain_head, "problems": [p.to_dict() for p in self.problems]}
-
-
-@dataclass(slots=True)
-class GcReport:
-    """What :meth:`Hub.gc` removed (or would remove with ``dry_run``)."""
-
-    dry_run: bool
-    removed: list[str] = field(default_factory=list)
-    freed_bytes: int = 0
-    stale_pending: list[str] = field(default_factory=list)
-    kept_young: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-dict form."""
-        return {"dry_run": self.dry_run, "removed": self.removed, "freed_bytes": self.freed_bytes,
-                "stale_pending": self.stale_pending, "kept_young": self.kept_young}
 
 
 class _HybridOpen:

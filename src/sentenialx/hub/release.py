@@ -19,9 +19,9 @@ from sentenialx.hub.errors import (
     NotFound,
     SignatureError,
 )
-from sentenialx.hub.index.base import VersionInfo
 from sentenialx.hub.manifest import canonical_json
 from sentenialx.hub.trust import GateResult, TrustStore
+from sentenialx.hub.values import VersionInfo
 
 if TYPE_CHECKING:
     from sentenialx.hub.index.sql import SqlIndex

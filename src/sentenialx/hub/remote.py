@@ -44,9 +44,9 @@ from sentenialx.hub.errors import (
 )
 from sentenialx.hub.events import ChainReport, Event, verify_chain
 from sentenialx.hub.hashing import Progress, hash_file
-from sentenialx.hub.index.base import AliasInfo, AliasMove, VersionInfo
 from sentenialx.hub.manifest import FileEntry
 from sentenialx.hub.refs import parse_ref, validate_name, validate_relpath
+from sentenialx.hub.values import AliasInfo, AliasMove, VersionInfo
 
 log = logging.getLogger("sentenialx.remote")
 
@@ -414,7 +414,7 @@ class RemoteHub:
         Raises:
             NotFound: the ref or model does not exist.
         """
-        from sentenialx.hub.hub import Problem, VerifyReport
+        from sentenialx.hub.values import Problem, VerifyReport
 
         d = self._send("POST", "/verify", json={"ref": ref, "model": model, "deep": deep})
         return VerifyReport(deep=bool(d["deep"]), versions=int(d["versions"]),

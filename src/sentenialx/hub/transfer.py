@@ -27,9 +27,9 @@ from typing import Any
 
 from sentenialx.hub.errors import Conflict, HubError, IntegrityError, InvalidInput, NotFound
 from sentenialx.hub.hashing import Progress
-from sentenialx.hub.index.base import VersionInfo
 from sentenialx.hub.manifest import FileEntry
 from sentenialx.hub.remote import RemoteHub
+from sentenialx.hub.values import VersionInfo
 
 AnyHub = Any
 """A :class:`~sentenialx.hub.hub.Hub` or a :class:`RemoteHub`."""

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from sentenialx.hub.hub import Hub
-    from sentenialx.hub.index.base import VersionInfo
+    from sentenialx.hub.values import VersionInfo
     from sentenialx.orchestrator.jobs import JobResult
 
 Say = Callable[[str], None]

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from sentenialx.hub.hub import Hub
-    from sentenialx.hub.index.base import VersionInfo
+    from sentenialx.hub.values import VersionInfo
 
 log = logging.getLogger("sentenialx.pipeline")
 

@@ -28,9 +28,10 @@ from sqlalchemy.engine import make_url
 from sentenialx.hub.errors import AlreadyExists, Conflict, InvalidInput, NotFound, StoreUnavailable
 from sentenialx.hub.events import GENESIS, Event, chain
 from sentenialx.hub.index import schema as S
-from sentenialx.hub.index.base import AliasInfo, AliasMove, VersionInfo, dumps
+from sentenialx.hub.index.base import dumps
 from sentenialx.hub.manifest import FileEntry
 from sentenialx.hub.refs import Version
+from sentenialx.hub.values import AliasInfo, AliasMove, VersionInfo
 
 
 def utcnow() -> str:

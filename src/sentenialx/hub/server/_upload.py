@@ -37,11 +37,11 @@ from sqlalchemy import and_, select
 from sentenialx.hub.errors import IntegrityError, InvalidInput, TooLarge
 from sentenialx.hub.hub import Hub, _role_in_folder
 from sentenialx.hub.index import schema as S
-from sentenialx.hub.index.base import VersionInfo
 from sentenialx.hub.manifest import ROLES, FileEntry, Manifest
 from sentenialx.hub.refs import Version, validate_name, validate_relpath
 from sentenialx.hub.server.auth import Token
 from sentenialx.hub.store.local import TMP_PREFIX, LocalStore
+from sentenialx.hub.values import VersionInfo
 
 SPEC_MAX = 4 * 1024 * 1024
 """The spec part is JSON metadata, not bytes of a model: keep it small."""

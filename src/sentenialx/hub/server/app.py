@@ -57,12 +57,12 @@ from sentenialx.hub.errors import (
     UnsafeArtifact,
 )
 from sentenialx.hub.hub import Hub
-from sentenialx.hub.index.base import VersionInfo
 from sentenialx.hub.manifest import FileEntry, Manifest
 from sentenialx.hub.refs import Version, parse_ref, validate_name, validate_relpath
 from sentenialx.hub.server import _upload
 from sentenialx.hub.server._download import file_response, store_opener
 from sentenialx.hub.server.auth import ANONYMOUS, Authenticator, Token
+from sentenialx.hub.values import VersionInfo
 
 log = logging.getLogger("sentenialx.server")
 

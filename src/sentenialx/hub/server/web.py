@@ -22,8 +22,7 @@ from fastapi.templating import Jinja2Templates
 
 from sentenialx.hub._format import human_size
 from sentenialx.hub.errors import HubError, IntegrityError, NotFound, PermissionDenied
-from sentenialx.hub.hub import Hub, VerifyReport
-from sentenialx.hub.index.base import VersionInfo
+from sentenialx.hub.hub import Hub
 from sentenialx.hub.server import _charts, _render
 from sentenialx.hub.server.app import (
     COOKIE,
@@ -35,6 +34,7 @@ from sentenialx.hub.server.app import (
     stream_entry,
 )
 from sentenialx.hub.server.auth import Token
+from sentenialx.hub.values import VerifyReport, VersionInfo
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
