@@ -61,6 +61,18 @@ def validate_name(name: str, *, what: str = "model") -> str:
     return name
 
 
+def validate_alias(alias: str) -> str:
+    """Check an alias name and return it: a name that starts with a letter and is not ``latest``.
+
+    Raises:
+        InvalidName: the alias is not allowed.
+    """
+    validate_name(alias, what="alias")
+    if not alias[0].isalpha() or alias == "latest":
+        raise InvalidName(f"alias {alias!r} must start with a letter and not be 'latest'")
+    return alias
+
+
 @dataclass(frozen=True, slots=True, order=False)
 class Version:
     """A semantic version (semver 2.0.0). Build metadata is kept but not ordered."""

@@ -117,7 +117,7 @@ class ReleaseMixin:
         The event carries the whole policy and the trusted public keys, so every machine
         sharing the index applies the same policy (see :meth:`trust_store`).
         """
-        from sentenialx.hub.hub import default_actor
+        from sentenialx.hub._core import default_actor
 
         sha = ts.save()
         pems = {k.key_id: k.pem.decode() for k in ts.keys() if k.source == "hub" and k.pem}
@@ -158,7 +158,7 @@ class ReleaseMixin:
             NotFound: no such version.
             InvalidInput: the key cannot be read.
         """
-        from sentenialx.hub.hub import default_actor
+        from sentenialx.hub._core import default_actor
         from sentenialx.hub.signing import key_id, load_private_key, sign_files
 
         info = self.resolve(ref, include_revoked=True)
@@ -323,7 +323,7 @@ class ReleaseMixin:
             GateFailed: a gate failed and ``force`` is not set; the message names each.
             Conflict: the alias moved concurrently (with ``expect``).
         """
-        from sentenialx.hub.hub import default_actor
+        from sentenialx.hub._core import default_actor
 
         results = self.check_gates(ref, to=to)
         failed = [r for r in results if not r.ok]

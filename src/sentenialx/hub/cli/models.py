@@ -280,12 +280,15 @@ def alias() -> None:
 @click.argument("name")
 @click.option("--expect", metavar="VERSION",
               help="Only move if NAME points at VERSION now ('' = must be unset).")
+@click.option("--force", is_flag=True,
+              help="Move a gated alias even if a gate fails (recorded in the history).")
 @hub_option
 @json_option
-def alias_set(ref: str, name: str, expect: str | None, hub_path: str | None, as_json: bool) -> None:
-    """Point alias NAME at the version REF resolves to."""
+def alias_set(ref: str, name: str, expect: str | None, force: bool, hub_path: str | None,
+              as_json: bool) -> None:
+    """Point alias NAME at the version REF resolves to (a gated alias only through its gates)."""
     hub = open_hub(hub_path)
-    prev = hub.set_alias(ref, name, expect=expect)
+    prev = hub.set_alias(ref, name, expect=expect, force=force)
     v = hub.resolve(f"{ref.split('@')[0]}@{name}")
     if as_json:
         print_json({"alias": name, "model": v.model, "version": v.version, "previous": prev})
@@ -337,10 +340,12 @@ def alias_history(model: str, name: str | None, hub_path: str | None, as_json: b
 @alias.command("rollback")
 @click.argument("model")
 @click.argument("name")
+@click.option("--force", is_flag=True,
+              help="Roll a gated alias back even if a gate fails (recorded in the history).")
 @hub_option
-def alias_rollback(model: str, name: str, hub_path: str | None) -> None:
-    """Move alias NAME back to where it pointed before its last move."""
-    v = open_hub(hub_path).rollback(model, name)
+def alias_rollback(model: str, name: str, force: bool, hub_path: str | None) -> None:
+    """Move alias NAME back to where it pointed before its last move (through its gates)."""
+    v = open_hub(hub_path).rollback(model, name, force=force)
     click.echo(f"{model}@{name} -> {v}")
 
 

@@ -507,6 +507,15 @@ class SqlIndex:
                     S.versions.c.state == "ready")).limit(1)).first()
         return (row.model, row.path) if row else None
 
+    def find_files_by_sha(self, sha256: str, size: int) -> list[tuple[str, str]]:
+        """(model, path) of every file of a ready version with these bytes, oldest first."""
+        with self.read() as c:
+            rows = c.execute(select(S.versions.c.model, S.files.c.path).join(
+                S.versions, S.versions.c.id == S.files.c.version_id).where(and_(
+                    S.files.c.sha256 == sha256, S.files.c.size == size,
+                    S.versions.c.state == "ready")).order_by(S.files.c.version_id)).all()
+        return [(r.model, r.path) for r in rows]
+
     # -- aliases ----------------------------------------------------------------------
     def set_alias(self, model: str, alias: str, version: str, *, expect: str | None,
                   actor: str, kind: str = "alias", extra: dict[str, Any] | None = None) -> str | None:

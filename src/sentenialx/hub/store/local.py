@@ -104,7 +104,10 @@ class LocalStore:
             # link(2) fails if the target exists: an atomic claim, unlike rename(2).
             os.link(tmp, final)
         except FileExistsError:
-            raise AlreadyExists(f"{key} already exists in the store") from None
+            # With link, the name may already be the very inode just hashed (a file
+            # adopted where it lies): that claim is ours. Anything else is taken.
+            if not (link and os.path.samefile(tmp, final)):
+                raise AlreadyExists(f"{key} already exists in the store") from None
         finally:
             tmp.unlink(missing_ok=True)
         fsync_dir(final.parent)

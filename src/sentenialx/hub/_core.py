@@ -1,0 +1,181 @@
+"""What every part of the Hub shares: the index, the stores, the cache, and ref resolution.
+
+The Hub is composed of parts, each a module named after what it owns
+(``_register``, ``_read``, ``_lifecycle``, ``_maintenance``, ``_views``,
+``_seed``, ``release``). Each part holds the one :class:`Core` and the other
+parts it calls, passed in explicitly when the Hub is built.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from sentenialx.hub.errors import NotFound
+from sentenialx.hub.manifest import FileEntry
+from sentenialx.hub.refs import Ref, VersionRange, parse_ref
+from sentenialx.hub.values import VersionInfo
+
+if TYPE_CHECKING:
+    from sentenialx.hub.index.sql import SqlIndex
+    from sentenialx.hub.store.local import LocalStore
+    from sentenialx.hub.trust import GateResult, TrustStore
+
+_RESOLVE_CACHE_MAX = 10000
+
+
+def default_actor() -> str:
+    """Who is acting: ``$SENTENIALX_ACTOR`` or ``user@host``."""
+    env = os.environ.get("SENTENIALX_ACTOR")
+    if env:
+        return env
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    return f"{user}@{socket.gethostname()}"
+
+
+def weights_entry(info: VersionInfo) -> FileEntry:
+    """The version's main weights file (first by path).
+
+    Raises:
+        NotFound: the version has no weights file.
+    """
+    w = info.manifest.weights()
+    if not w:
+        raise NotFound(f"{info.ref} has no weights file", what="file")
+    return w[0]
+
+
+class Core:
+    """The index, the blob store, the local folder (views) and the read cache of one hub."""
+
+    def __init__(self, root: Path, *, index: SqlIndex, store: Any, local: LocalStore,
+                 cache: Any = None) -> None:
+        self.root = root
+        self.index = index
+        self.store = store
+        self.local = local
+        self.cache = cache
+        self._resolved: dict[tuple[str, bool], tuple[int, VersionInfo]] = {}
+        self._resolved_gen = -1
+
+    def clear_resolve_cache(self) -> None:
+        """Forget every cached resolution (benchmarks measure the uncached path)."""
+        self._resolved.clear()
+
+    def resolve(self, ref: str | Ref, *, include_revoked: bool = False) -> VersionInfo:
+        """Resolve a ref to a ready version (cached until the index changes).
+
+        Raises:
+            InvalidRef: the ref is malformed.
+            NotFound: nothing matches, or it is revoked and ``include_revoked`` is False.
+        """
+        key = (str(ref), include_revoked)
+        gen = self.index.generation()
+        if gen != self._resolved_gen:
+            self._resolved.clear()
+            self._resolved_gen = gen
+        # An entry carries the generation read before its index read, and only a caller
+        # at that same generation may use it: a thread that read the index just before a
+        # commit must not serve its older answer after the cache moved on.
+        hit = self._resolved.get(key)
+        if hit is not None and hit[0] == gen:
+            return hit[1]
+        r = ref if isinstance(ref, Ref) else parse_ref(ref)
+        info = self._resolve_uncached(r, include_revoked)
+        if len(self._resolved) > _RESOLVE_CACHE_MAX:
+            self._resolved.clear()
+        self._resolved[key] = (gen, info)
+        return info
+
+    def _resolve_uncached(self, r: Ref, include_revoked: bool) -> VersionInfo:
+        if r.kind == "latest":
+            return self.index.latest(r.name)
+        if r.kind == "version":
+            info = self.index.get_version(r.name, r.value)
+        elif r.kind == "alias":
+            a = self.index.get_alias(r.name, r.value)
+            info = self.index.get_version(r.name, a.version)
+        elif r.kind == "digest":
+            info = self.index.by_digest(r.name, r.value)
+        else:
+            rng = VersionRange.parse(r.value)
+            cands = [v for v in self.index.list_versions(r.name, include_revoked=False)
+                     if rng.matches(v.semver)]
+            if not cands:
+                raise NotFound(f"no version of {r.name!r} matches {r.value!r}"
+                               " (revoked versions are skipped)", what="version", name=str(r))
+            return self.index.get_version(r.name, cands[-1].version)
+        if info.revoked and not include_revoked:
+            raise NotFound(f"{info.ref} is revoked ({info.revoke_reason or 'no reason given'});"
+                           " ask for it with --include-revoked", what="version", name=info.ref)
+        return info
+
+
+class Trust(Protocol):
+    """What the storage parts ask of the release part (trust policy and gates)."""
+
+    def trust_store(self) -> TrustStore:
+        """The policy in force."""
+        ...
+
+    def check_trust(self, info: VersionInfo, *, mode: str | None = None) -> str:
+        """Apply the trust policy to a version about to be handed out."""
+        ...
+
+    def check_gates(self, ref: str, *, to: str) -> list[GateResult]:
+        """Evaluate the promotion gates of alias ``to`` for ``ref``."""
+        ...
+
+    def is_gated(self, alias: str) -> bool:
+        """True when moving ``alias`` must pass gates."""
+        ...
+
+
+class Part:
+    """A part of the Hub: it reaches the index and the stores through the one :class:`Core`."""
+
+    def __init__(self, core: Core) -> None:
+        self.core = core
+
+    @property
+    def root(self) -> Path:
+        """The hub folder."""
+        return self.core.root
+
+    @property
+    def index(self) -> SqlIndex:
+        """The index (the truth)."""
+        return self.core.index
+
+    @property
+    def store(self) -> Any:
+        """The blob store holding versions' bytes and sidecars."""
+        return self.core.store
+
+    @property
+    def local(self) -> LocalStore:
+        """The hub folder as a store (views: registry.json, events)."""
+        return self.core.local
+
+    @property
+    def cache(self) -> Any:
+        """The verified read cache, for stores that are not local files."""
+        return self.core.cache
+
+    def resolve(self, ref: str | Ref, *, include_revoked: bool = False) -> VersionInfo:
+        """See :meth:`Core.resolve`."""
+        return self.core.resolve(ref, include_revoked=include_revoked)
+
+    @staticmethod
+    def weights_entry(info: VersionInfo) -> FileEntry:
+        """See :func:`weights_entry`."""
+        return weights_entry(info)
+
+
+__all__ = ["Core", "Part", "Trust", "default_actor", "weights_entry"]

@@ -1,0 +1,187 @@
+"""The one read path: resolve, read once while hashing, match the manifest, apply the trust policy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from sentenialx.hub._core import Core, Part, Trust
+from sentenialx.hub.errors import (
+    IntegrityError,
+    NotFound,
+)
+from sentenialx.hub.hashing import hash_file
+from sentenialx.hub.layout import file_key, folder_key
+from sentenialx.hub.manifest import FileEntry
+from sentenialx.hub.values import (
+    VersionInfo,
+)
+
+
+class Reader(Part):
+    """Hands out verified bytes and paths, never anything the manifest or the policy refuses."""
+
+    def __init__(self, core: Core, *, trust: Trust) -> None:
+        super().__init__(core)
+        self.trust = trust
+
+    def path(self, ref: str, *, include_revoked: bool = False, trust: str | None = None) -> Path:
+        """Absolute path of the verified weights file (or folder) of a version."""
+        info = self.resolve(ref, include_revoked=include_revoked)
+        self.trust.check_trust(info, mode=trust)
+        if self.cache is not None:
+            return self._materialise(info)
+        files = [f for f in info.files if info.layout != "dir" or f.path.startswith(info.stem + "/")]
+        if info.layout != "dir":
+            files = [self.weights_entry(info)]
+        self._verify_in_place(info, files)
+        base = Path(self.store.root)
+        if info.layout == "dir":
+            return base / folder_key(info.model, info.stem)
+        return base / file_key(info.model, files[0].path)
+
+    def _verify_in_place(self, info: VersionInfo, files: Sequence[FileEntry]) -> None:
+        """Check the files a path hands out, as verify does: stat cache first, else re-hash.
+
+        A file whose stat still matches the one recorded when its bytes were last
+        hashed is unchanged; any other is hashed now and refused on a mismatch. A
+        folder must hold nothing the manifest does not list, since a loader given the
+        folder may read any file in it.
+        """
+        keys = [file_key(info.model, f.path) for f in files]
+        cached = self.index.stat_cache_get(keys)
+        fresh = []
+        for f, k in zip(files, keys, strict=True):
+            st = self.store.stat(k)
+            if st is None:
+                raise IntegrityError(f"{k}: missing (expected sha256 {f.sha256[:12]}…); run"
+                                     f" `sentenialx models fsck {info.model}`", path=f.path,
+                                     expected=f.sha256)
+            if cached.get(k) == (st.size, st.mtime_ns, st.ino, st.ctime_ns, f.sha256):
+                continue
+            p = self.store.local_path(k)
+            d = hash_file(p) if p is not None else self.store.hash_object(k)
+            if d.size != f.size or d.sha256 != f.sha256:
+                raise IntegrityError(path=f.path, expected=f.sha256, actual=d.sha256,
+                                     hint=f"run `sentenialx models fsck {info.model}`")
+            fresh.append((k, st.size, st.mtime_ns, st.ino, st.ctime_ns, f.sha256))
+        if info.layout == "dir":
+            known = {file_key(info.model, f.path) for f in info.files}
+            for k, _st in self.store.list(folder_key(info.model, info.stem) + "/"):
+                if not k.endswith("/") and k not in known:
+                    raise IntegrityError(f"{k}: not in the manifest of {info.ref}; run"
+                                         f" `sentenialx models fsck {info.model}`", path=k)
+        if fresh:
+            self.index.stat_cache_put(fresh)
+
+    def _materialise(self, info: VersionInfo) -> Path:
+        """Verified local copies of a remote version's files (via the cache); the weights path."""
+        paths = {f.path: self._cached(info, f) for f in info.files}
+        if info.layout == "dir":
+            return self.cache.folder(info.digest or "", {p[len(info.stem) + 1:]: c for p, c in
+                                                         paths.items() if p.startswith(info.stem + "/")})
+        return Path(paths[self.weights_entry(info).path])
+
+    def _cached(self, info: VersionInfo, entry: FileEntry) -> Path:
+        hit = self.cache.get(entry.sha256, entry.size)
+        if hit is not None:
+            return Path(hit)
+        with self.store.open_read(file_key(info.model, entry.path)) as src:
+            return Path(self.cache.put(entry.sha256, entry.size, src, name=entry.path))
+
+    def open_bytes(self, ref: str, *, file: str | None = None, include_revoked: bool = False,
+                   trust: str | None = None) -> bytes:
+        """Read a version's file once, hashing as it is read, and return verified bytes."""
+        info = self.resolve(ref, include_revoked=include_revoked)
+        self.trust.check_trust(info, mode=trust)
+        entry = self._entry(info, file)
+        return self.read_entry(info, entry)
+
+    def _entry(self, info: VersionInfo, file: str | None) -> FileEntry:
+        if file is None:
+            return self.weights_entry(info)
+        by = info.manifest.by_path()
+        if file in by:
+            return by[file]
+        for f in info.files:
+            if f.path.endswith("/" + file) or f.path == f"{info.stem}_{file}":
+                return f
+        raise NotFound(f"{info.ref} has no file {file!r}; files: "
+                       f"{', '.join(f.path for f in info.files)}", what="file")
+
+    def read_entry(self, info: VersionInfo, entry: FileEntry) -> bytes:
+        """One file of a resolved version, read once and matched to the manifest."""
+        import hashlib
+
+        if self.cache is not None:
+            # Remote bytes come through the local cache; they are hashed below either way.
+            src = open(self._cached(info, entry), "rb")  # noqa: SIM115 - closed below
+        else:
+            src = self.store.open_read(file_key(info.model, entry.path))
+        with src:
+            data = src.read(entry.size + 1)
+        actual = hashlib.sha256(data).hexdigest()
+        if len(data) != entry.size or actual != entry.sha256:
+            raise IntegrityError(path=entry.path, expected=entry.sha256, actual=actual,
+                                 hint=f"run `sentenialx models fsck {info.model}`")
+        return data
+
+    def read_files(self, ref: str, *, include_revoked: bool = False,
+                   roles: Sequence[str] = ("weights", "config"),
+                   trust: str | None = None) -> dict[str, bytes]:
+        """Verified bytes of every file of a version with one of ``roles``, keyed by path."""
+        info = self.resolve(ref, include_revoked=include_revoked)
+        self.trust.check_trust(info, mode=trust)
+        return {f.path: self.read_entry(info, f) for f in info.files if f.role in roles}
+
+    def load(self, ref: str, *, file: str | None = None, include_revoked: bool = False,
+             trust: str | None = None) -> Any:
+        """Load a version's weights with the loader its format calls for, from verified bytes."""
+        from sentenialx.hub.loaders import format_for, load_bytes
+
+        info = self.resolve(ref, include_revoked=include_revoked)
+        self.trust.check_trust(info, mode=trust)
+        entry = self._entry(info, file)
+        fmt = format_for(entry.path) or str(info.meta.get("format") or "")
+        data = self.read_entry(info, entry)
+        return load_bytes(data, fmt=fmt, name=f"{info.ref}:{entry.path}")
+
+    def diff(self, a: str, b: str) -> dict[str, Any]:
+        """Compare two versions: files added, removed, changed; metadata and metrics."""
+        va, vb = self.resolve(a, include_revoked=True), self.resolve(b, include_revoked=True)
+
+        def rel(v: VersionInfo) -> dict[str, FileEntry]:
+            out = {}
+            for f in v.files:
+                p = f.path
+                for prefix in (v.stem + "/", v.stem + "_", v.stem):
+                    if p.startswith(prefix):
+                        p = p[len(prefix):] or p
+                        break
+                out[f"{f.role}:{p}"] = f
+            return out
+
+        fa, fb = rel(va), rel(vb)
+        changed = [{"file": k, "a": fa[k].sha256, "b": fb[k].sha256, "size_a": fa[k].size,
+                    "size_b": fb[k].size} for k in sorted(fa.keys() & fb.keys())
+                   if fa[k].sha256 != fb[k].sha256]
+        ma, mb = va.meta.get("metrics", {}), vb.meta.get("metrics", {})
+        metrics = {}
+        for k in sorted(set(ma) | set(mb)):
+            x, y = ma.get(k), mb.get(k)
+            d: dict[str, Any] = {"a": x, "b": y}
+            if isinstance(x, (int, float)) and isinstance(y, (int, float)):
+                d["delta"] = y - x
+            if x != y:
+                metrics[k] = d
+        meta = {k: {"a": va.meta.get(k), "b": vb.meta.get(k)}
+                for k in sorted(set(va.meta) | set(vb.meta))
+                if k != "metrics" and va.meta.get(k) != vb.meta.get(k)}
+        return {"a": va.ref, "b": vb.ref, "same_digest": va.digest == vb.digest,
+                "added": sorted(fb.keys() - fa.keys()), "removed": sorted(fa.keys() - fb.keys()),
+                "changed": changed, "metrics": metrics, "metadata": meta}
+
+
+__all__ = ["Reader"]

@@ -1,0 +1,376 @@
+"""Registering a version: the order of operations that leaves no version or a complete one.
+
+register: validate every input → reserve the version in the index (``pending``) →
+stream each input once, hashing while copying into a temporary file beside its
+final name → fsync → claim the final name → read-only → sidecars → one index
+transaction marks the version ``ready`` with its files and its event → views.
+
+A crash anywhere leaves a pending row and files no ready version names;
+resolution ignores them and ``gc`` removes them after a grace period.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from sentenialx.hub._core import Core, Part, Trust, default_actor
+from sentenialx.hub._views import Views
+from sentenialx.hub.errors import (
+    AlreadyExists,
+    GateFailed,
+    HubError,
+    InvalidInput,
+    InvalidName,
+)
+from sentenialx.hub.hashing import Digest, Progress, hash_file
+from sentenialx.hub.layout import (
+    attachment_relpath,
+    check_not_sidecar,
+    file_key,
+    folder_key,
+    meta_key,
+    role_in_folder,
+    sha256_key,
+    stem_for,
+    weights_relpath,
+)
+from sentenialx.hub.manifest import ROLES, FileEntry, Manifest
+from sentenialx.hub.refs import Version, validate_alias, validate_name, validate_relpath
+from sentenialx.hub.store.base import Source
+from sentenialx.hub.store.local import LocalStore
+from sentenialx.hub.values import (
+    VersionInfo,
+)
+
+SUFFIX_FORMATS = {".onnx": "onnx", ".pt": "torch", ".pth": "torch", ".bin": "torch",
+                  ".safetensors": "safetensors", ".json": "json", ".pkl": "pickle"}
+"""The ``format`` metadata a file suffix implies when the caller gives none."""
+
+
+class Registrar(Part):
+    """Registers files and folders as new versions (DESIGN.md, order of operations)."""
+
+    def __init__(self, core: Core, *, views: Views, trust: Trust) -> None:
+        super().__init__(core)
+        self.views = views
+        self.trust = trust
+
+    def register(
+        self,
+        model: str,
+        path: str | os.PathLike[str],
+        *,
+        version: str | None = None,
+        bump: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        parents: Sequence[str] = (),
+        data_digest: str | None = None,
+        attachments: Sequence[tuple[str, str | os.PathLike[str]]] = (),
+        alias: str | None = None,
+        link: bool = False,
+        actor: str | None = None,
+        name: str | None = None,
+        progress: Progress | None = None,
+    ) -> VersionInfo:
+        """Register a file or a folder as a new immutable version of ``model``."""
+        validate_name(model)
+        if version is not None and bump is not None:
+            raise InvalidInput("give either --version or --bump, not both")
+        if version is not None:
+            version = str(Version.parse(version))
+        if bump is not None and bump not in ("major", "minor", "patch"):
+            raise InvalidInput(f"bump {bump!r} is not one of major, minor, patch")
+        if alias is not None:
+            validate_alias(alias)
+            if self.trust.is_gated(alias):
+                # A gated alias moves only through its gates, and a version that does not
+                # exist yet cannot pass them (it is not signed): refuse before storing anything.
+                raise GateFailed(f"alias {alias!r} is gated: register without it, then"
+                                 f" `sentenialx models promote {model}@VERSION --to {alias}`",
+                                 failed=("gated-alias",))
+        src = Path(path)
+        layout, sources = self._collect_sources(src)
+        base = self._stem_base(name or (src.stem if layout == "file" else src.name))
+        ext = src.suffix.lower() if layout == "file" else ""
+        if layout == "file":
+            check_not_sidecar(weights_relpath(base, ext))
+        attach = self._collect_attachments(attachments)
+        meta = self._check_metadata(metadata or {})
+        if "format" not in meta:
+            meta["format"] = self._detect_format(layout, src, sources)
+        lineage = self._lineage(parents, data_digest)
+        actor = actor or default_actor()
+
+        info = self.index.reserve_version(
+            model, version=version, bump=bump, stem_for=lambda v: stem_for(base, v), layout=layout,
+            meta=meta, lineage=lineage, actor=actor)
+        stem = info.stem
+        written: list[str] = []
+        in_place = False
+        try:
+            entries: list[FileEntry] = []
+            if layout == "file":
+                rel = weights_relpath(stem, ext)
+                k = file_key(model, rel)
+                local = self.store.local_path(k) if link else None
+                # A seed file adopted in place already is the final name: it is claimed as
+                # it is and, being the caller's, never removed on failure nor relinked.
+                in_place = local is not None and local.exists() and \
+                    os.path.samefile(sources[0].path, local)
+                d = self._put_file(k, sources[0].path, link=link, progress=progress)
+                if not in_place:
+                    written.append(k)
+                entries.append(FileEntry(rel, d.size, d.sha256, "weights"))
+            else:
+                digests = self.store.put_dir(folder_key(model, stem), sources, link=link,
+                                             progress=progress)
+                written.append(folder_key(model, stem))
+                for s, d in zip(sources, digests, strict=True):
+                    entries.append(FileEntry(f"{stem}/{s.relpath}", d.size, d.sha256,
+                                             role_in_folder(s.relpath)))
+            for role, apath in attach:
+                rel = attachment_relpath(stem, apath.name)
+                d = self.store.put_file(file_key(model, rel), apath, progress=progress)
+                written.append(file_key(model, rel))
+                entries.append(FileEntry(rel, d.size, d.sha256, role))
+            manifest = Manifest(tuple(entries))
+            # Every member is deduplicated, folder members included: each is replaced
+            # atomically by a link to verified identical bytes.
+            if not in_place:
+                self._dedup(model, manifest)
+            sidecar_sha = sha256_key(model, stem)
+            self.store.put_small(sidecar_sha, manifest.sha256sum_text().encode())
+            written.append(sidecar_sha)
+            meta_doc = self._meta_doc(info, manifest, meta, lineage)
+            mkey = meta_key(model, stem)
+            self.store.put_small(mkey, (json.dumps(meta_doc, indent=2, sort_keys=True) + "\n")
+                                 .encode())
+            written.append(mkey)
+            done = self.index.complete_version(
+                info.id, files=manifest.files, digest=manifest.digest, event_kind="register",
+                event_payload={"digest": manifest.digest, "files": len(manifest.files),
+                               "size": manifest.total_size, "parents": lineage.get("parents", []),
+                               "data_digest": lineage.get("data_digest")},
+                actor=actor, alias=alias)
+        except BaseException:
+            # Leave nothing half-made behind: our files and our pending row go. If we are
+            # killed before this runs, gc removes both after the grace period.
+            for k in reversed(written):
+                with contextlib.suppress(OSError):
+                    self.store.delete(k)
+            with contextlib.suppress(HubError):
+                self.index.abort_version(info.id)
+            raise
+        self._remember_stats(model, manifest.files)
+        self.views.write_registry_json()
+        return done
+
+    def _put_file(self, dest: str, src: Path, *, link: bool, progress: Progress | None) -> Digest:
+        """Store one file; on an object store, bytes it already holds are copied server-side.
+
+        S3 has no hardlinks, so dedup means not sending the bytes again: hash the local
+        file first (a local read is cheap beside the network), and when a verified object
+        with that content exists, copy it inside the store. The manifest gets the digest
+        of what was hashed, which is the copied object's content by construction.
+        """
+        if not isinstance(self.store, LocalStore) and hasattr(self.store, "copy"):
+            pre = hash_file(src)
+            hit = self.index.find_file_by_sha(pre.sha256, pre.size)
+            if hit is not None:
+                other = file_key(*hit)
+                cached = self.index.stat_cache_get([other]).get(other)
+                st = self.store.stat(other)
+                # Only from an object whose stat still matches its last verification.
+                if cached and st and cached == (st.size, st.mtime_ns, st.ino, st.ctime_ns,
+                                                pre.sha256):
+                    if self.store.stat(dest) is not None:
+                        raise AlreadyExists(f"{dest} already exists in {self.store.url}")
+                    self.store.copy(other, dest)
+                    if progress:
+                        progress(pre.size)
+                    return pre
+        return self.store.put_file(dest, src, link=link, progress=progress)
+
+    def _collect_sources(self, src: Path) -> tuple[str, list[Source]]:
+        if not src.exists():
+            raise InvalidInput(f"input {str(src)!r} does not exist")
+        if src.is_file():
+            if not os.access(src, os.R_OK):
+                raise InvalidInput(f"input {str(src)!r} is not readable")
+            return "file", [Source(src.name, src)]
+        if not src.is_dir():
+            raise InvalidInput(f"input {str(src)!r} is neither a file nor a folder")
+        root = src.resolve()
+        sources: list[Source] = []
+        for dirpath, dirnames, filenames in os.walk(src, followlinks=False):
+            for d in list(dirnames):
+                p = Path(dirpath) / d
+                if p.is_symlink():
+                    raise InvalidInput(f"input folder {str(src)!r} holds a symlinked folder"
+                                       f" {str(p)!r}; copy it in instead")
+            for fn in filenames:
+                p = Path(dirpath) / fn
+                rel = p.relative_to(src).as_posix()
+                if p.is_symlink():
+                    target = p.resolve()
+                    if not target.is_relative_to(root):
+                        raise InvalidInput(f"{str(p)!r} is a symlink that escapes the input folder"
+                                           f" (points at {str(target)!r})")
+                    if not target.is_file():
+                        raise InvalidInput(f"{str(p)!r} is a symlink to a missing file")
+                    p = target
+                validate_relpath(rel)
+                if not os.access(p, os.R_OK):
+                    raise InvalidInput(f"input {str(p)!r} is not readable")
+                sources.append(Source(rel, p))
+        if not sources:
+            raise InvalidInput(f"input folder {str(src)!r} is empty")
+        sources.sort(key=lambda s: s.relpath)
+        return "dir", sources
+
+    @staticmethod
+    def _stem_base(raw: str) -> str:
+        import re
+
+        base = re.sub(r"[_-]v?\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.-]+)?$", "", raw)
+        try:
+            return validate_name(base, what="file")
+        except InvalidName:
+            raise InvalidName(f"file name {raw!r} cannot be a stored name; rename it or pass"
+                              " --name with letters, digits, '.', '_' or '-'") from None
+
+    @staticmethod
+    def _collect_attachments(
+            attachments: Sequence[tuple[str, str | os.PathLike[str]]]) -> list[tuple[str, Path]]:
+        out: list[tuple[str, Path]] = []
+        names: set[str] = set()
+        for role, p in attachments:
+            if role not in ROLES or role == "weights":
+                raise InvalidInput(f"attachment role {role!r} is not one of "
+                                   f"{', '.join(r for r in ROLES if r != 'weights')}")
+            path = Path(p)
+            if not path.is_file():
+                raise InvalidInput(f"attachment {str(path)!r} does not exist or is not a file")
+            validate_name(path.name, what="attachment") if path.name != "meta.json" else None
+            if path.name in ("meta.json",) or path.name in names:
+                raise InvalidName(f"attachment name {path.name!r} is reserved or given twice")
+            check_not_sidecar(path.name)
+            names.add(path.name)
+            out.append((role, path))
+        return out
+
+    @staticmethod
+    def _check_metadata(meta: dict[str, Any]) -> dict[str, Any]:
+        if not isinstance(meta, dict):
+            raise InvalidInput("metadata must be a JSON object")
+        try:
+            meta = json.loads(json.dumps(meta, allow_nan=False))
+        except (TypeError, ValueError) as exc:
+            raise InvalidInput(f"metadata is not JSON: {exc}") from None
+        for key in ("metrics", "params"):
+            if key in meta and not isinstance(meta[key], dict):
+                raise InvalidInput(f"metadata {key!r} must be a JSON object")
+        for k, v in meta.get("metrics", {}).items():
+            if not isinstance(v, (int, float, dict)) or isinstance(v, bool):
+                raise InvalidInput(f"metric {k!r} must be a number (or an object of numbers)")
+        for key in ("description", "framework", "format"):
+            if key in meta and not isinstance(meta[key], str):
+                raise InvalidInput(f"metadata {key!r} must be a string")
+        return meta
+
+    @staticmethod
+    def _detect_format(layout: str, src: Path, sources: Sequence[Source]) -> str:
+        if layout == "file":
+            return SUFFIX_FORMATS.get(src.suffix.lower(), src.suffix.lower().lstrip(".") or "binary")
+        for s in sources:
+            fmt = SUFFIX_FORMATS.get(Path(s.relpath).suffix.lower())
+            if fmt and fmt != "json":
+                return fmt
+        return "folder"
+
+    def _lineage(self, parents: Sequence[str], data_digest: str | None) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if parents:
+            resolved = []
+            for p in parents:
+                label, sep, ref = p.partition("=")
+                if not sep:
+                    label, ref = "", p
+                v = self.resolve(ref)
+                resolved.append({"role": label or "parent", "ref": ref, "model": v.model,
+                                 "version": v.version, "digest": v.digest})
+            out["parents"] = resolved
+        if data_digest:
+            dd = data_digest.removeprefix("sha256:").lower()
+            if len(dd) != 64 or any(c not in "0123456789abcdef" for c in dd):
+                raise InvalidInput(f"data digest {data_digest!r} is not a sha256 hex digest")
+            out["data_digest"] = dd
+        return out
+
+    def _dedup(self, model: str, manifest: Manifest) -> None:
+        """Share bytes already stored under another version (hardlink), if verified unchanged."""
+        for f in manifest.files:
+            for hit in self.index.find_files_by_sha(f.sha256, f.size):
+                other = file_key(*hit)
+                cached = self.index.stat_cache_get([other]).get(other)
+                st = self.store.stat(other)
+                # Only link to bytes whose stat still matches their last verification, so a
+                # tampered copy is never spread to a new version.
+                if not (cached and st and cached == (st.size, st.mtime_ns, st.ino, st.ctime_ns,
+                                                      f.sha256)):
+                    continue
+                if not self._links_all_inside(st.ino, hit, f):
+                    continue
+                if self.store.dedup(file_key(model, f.path), other):
+                    # The new link changed the shared inode's ctime; its bytes are the ones
+                    # just checked, so record the fresh stat rather than leave it stale.
+                    self._remember_stats(hit[0], [FileEntry(hit[1], f.size, f.sha256)])
+                break
+
+    def _links_all_inside(self, ino: int, hit: tuple[str, str], f: FileEntry) -> bool:
+        """True when every hardlink of ``hit``'s inode is a file of some version in the hub.
+
+        A ``--link`` registration shares its inode with the caller's own file outside
+        the hub; linking another version to that inode would let an edit of the outside
+        file break a version that was registered as a copy. Every link is inside when the
+        inode's link count equals the number of hub files on that inode.
+        """
+        p = self.store.local_path(file_key(*hit))
+        if p is None:
+            return True
+        try:
+            nlink = os.stat(p).st_nlink
+        except OSError:
+            return False
+        inside = 0
+        for m, rel in self.index.find_files_by_sha(f.sha256, f.size):
+            st = self.store.stat(file_key(m, rel))
+            if st is not None and st.ino == ino:
+                inside += 1
+        return nlink <= inside
+
+    def _meta_doc(self, info: VersionInfo, manifest: Manifest, meta: dict[str, Any],
+                  lineage: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "model": info.model, "version": info.version, "digest": manifest.digest,
+            "created_at": info.created_at, "created_by": info.created_by, "layout": info.layout,
+            "metadata": meta, "lineage": lineage,
+            "files": [f.to_dict() for f in manifest.files],
+        }
+
+    def _remember_stats(self, model: str, files: Iterable[FileEntry]) -> None:
+        rows = []
+        for f in files:
+            k = file_key(model, f.path)
+            st = self.store.stat(k)
+            if st is not None:
+                rows.append((k, st.size, st.mtime_ns, st.ino, st.ctime_ns, f.sha256))
+        self.index.stat_cache_put(rows)
+
+
+__all__ = ["Registrar"]
