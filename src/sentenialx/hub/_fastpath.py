@@ -1,13 +1,19 @@
 """``sentenialx models path REF`` from a cold process, standard library only.
 
 Reads the SQLite index read-only with the same rules as :meth:`Hub.resolve`
-(tested against it). Returns None whenever it is not sure (unknown option,
-missing hub, other index, schema mismatch, nothing found), so the full CLI
-answers instead, with its proper error message.
+(tested against it), and hands out a path only when :meth:`Hub.path` would hand
+out the same one without a check of its own to make: the trust policy's mode for
+the version is ``off`` (with the policy file the history recorded), and every
+file's stat matches the one recorded when its bytes were last hashed. It returns
+None whenever it is not sure (unknown option, missing hub, other index, schema
+mismatch, nothing found, a signature to check, a file to re-hash), so the full
+CLI answers instead, with its proper checks and error messages.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import sqlite3
 from pathlib import Path
@@ -60,20 +66,75 @@ def fast_path(args: list[str]) -> str | None:
         found = _resolve(conn, ref.name, ref.kind, ref.value)
         if found is None:
             return None
-        vid, stem, layout = found
+        vid, stem, layout, version = found
+        if not _trust_is_off(conn, root, ref.name, version):
+            return None
         if layout == "dir":
+            rows = conn.execute("SELECT path, sha256 FROM files WHERE version_id=? AND path LIKE ?",
+                                (vid, stem + "/%")).fetchall()
+            if not rows or not _unchanged(conn, root, ref.name, rows) or \
+                    not _nothing_extra(root / ref.name / stem, root / ref.name, rows):
+                return None
             return str(root / ref.name / stem)
-        w = conn.execute("SELECT path FROM files WHERE version_id=? AND role='weights'"
+        w = conn.execute("SELECT path, sha256 FROM files WHERE version_id=? AND role='weights'"
                          " ORDER BY path LIMIT 1", (vid,)).fetchone()
-        return str(root / ref.name / w[0]) if w else None
-    except sqlite3.Error:
+        if not w or not _unchanged(conn, root, ref.name, [w]):
+            return None
+        return str(root / ref.name / w[0])
+    except (sqlite3.Error, OSError, ValueError):
         return None
     finally:
         conn.close()
 
 
+def _trust_is_off(conn: sqlite3.Connection, root: Path, model: str, version: str) -> bool:
+    """True when the policy in force needs no signature for this version."""
+    from sentenialx.hub.trust import DEFAULT_POLICY, TrustStore
+
+    row = conn.execute("SELECT payload FROM events WHERE kind='trust' ORDER BY seq DESC"
+                       " LIMIT 1").fetchone()
+    policy_file = root / "trust" / "policy.json"
+    if policy_file.exists():
+        data = policy_file.read_bytes()
+        # Only the policy the history recorded counts; any other is the full CLI's to refuse.
+        if row is None or json.loads(row[0]).get("policy_sha256") != hashlib.sha256(data).hexdigest():
+            return False
+        policy = json.loads(data)
+    elif row is not None:
+        return False
+    else:
+        policy = DEFAULT_POLICY
+    aliases = [r[0] for r in conn.execute("SELECT alias FROM aliases WHERE model=? AND version=?",
+                                          (model, version))]
+    mode, _why = TrustStore(root / "trust", policy=policy).mode_for(model, aliases)
+    return mode == "off"
+
+
+def _unchanged(conn: sqlite3.Connection, root: Path, model: str,
+               files: list[tuple[str, str]]) -> bool:
+    """True when every file's stat matches the stat cache row written when it was last hashed."""
+    for path, sha in files:
+        key = f"{model}/{path}"
+        row = conn.execute("SELECT size, mtime_ns, ino, ctime_ns, sha256 FROM stat_cache"
+                           " WHERE path=?", (key,)).fetchone()
+        st = os.stat(root / key)
+        if row is None or tuple(row) != (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns, sha):
+            return False
+    return True
+
+
+def _nothing_extra(folder: Path, model_dir: Path, files: list[tuple[str, str]]) -> bool:
+    """True when the folder holds exactly the files its manifest lists."""
+    known = {p for p, _sha in files}
+    for dirpath, _dirs, names in os.walk(folder):
+        for n in names:
+            if os.path.relpath(os.path.join(dirpath, n), model_dir).replace(os.sep, "/") not in known:
+                return False
+    return True
+
+
 def _resolve(conn: sqlite3.Connection, model: str, kind: str, value: str
-             ) -> tuple[int, str, str] | None:
+             ) -> tuple[int, str, str, str] | None:
     base = ("SELECT id, stem, layout, version FROM versions WHERE model=? AND state='ready'"
             " AND revoked=0")
     if kind == "version":
@@ -93,4 +154,4 @@ def _resolve(conn: sqlite3.Connection, model: str, kind: str, value: str
         rows = [r for r in conn.execute(base, (model,)).fetchall()
                 if rng.matches(Version.parse(r[3]))]
         row = max(rows, key=lambda r: Version.parse(r[3]).sort_key()) if rows else None
-    return (int(row[0]), str(row[1]), str(row[2])) if row else None
+    return (int(row[0]), str(row[1]), str(row[2]), str(row[3])) if row else None
