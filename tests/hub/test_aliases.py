@@ -23,22 +23,22 @@ def kinds(hub) -> list[str]:
 
 
 def test_set_move_remove(three, registry_ok) -> None:
-    assert three.set_alias("distill@1.0.0", "production") is None
-    assert three.resolve("distill@production").version == "1.0.0"
-    assert registry_ok(three)["distill"]["aliases"] == {"production": "1.0.0"}
-    assert three.set_alias("distill@1.1.0", "production") == "1.0.0"
+    assert three.set_alias("distill@1.0.0", "stable") is None
+    assert three.resolve("distill@stable").version == "1.0.0"
+    assert registry_ok(three)["distill"]["aliases"] == {"stable": "1.0.0"}
+    assert three.set_alias("distill@1.1.0", "stable") == "1.0.0"
     three.set_alias("distill", "staging")
     assert {a.alias: a.version for a in three.aliases("distill")} == {
-        "production": "1.1.0", "staging": "1.2.0"}
-    assert registry_ok(three)["distill"]["aliases"] == {"production": "1.1.0",
+        "stable": "1.1.0", "staging": "1.2.0"}
+    assert registry_ok(three)["distill"]["aliases"] == {"stable": "1.1.0",
                                                          "staging": "1.2.0"}
-    assert three.models()[0]["aliases"] == {"production": "1.1.0", "staging": "1.2.0"}
+    assert three.models()[0]["aliases"] == {"stable": "1.1.0", "staging": "1.2.0"}
     assert three.remove_alias("distill", "staging") == "1.2.0"
     with pytest.raises(NotFound):
         three.resolve("distill@staging")
     with pytest.raises(NotFound):
         three.remove_alias("distill", "staging")
-    assert registry_ok(three)["distill"]["aliases"] == {"production": "1.1.0"}
+    assert registry_ok(three)["distill"]["aliases"] == {"stable": "1.1.0"}
     assert kinds(three)[-4:] == ["alias", "alias", "alias", "alias-remove"]
 
 
@@ -48,46 +48,46 @@ def test_alias_names_and_targets_are_checked(three, snapshot) -> None:
         with pytest.raises(InvalidName):
             three.set_alias("distill@1.0.0", bad)
     with pytest.raises(NotFound):
-        three.set_alias("distill@9.0.0", "production")
+        three.set_alias("distill@9.0.0", "stable")
     with pytest.raises(NotFound):
-        three.set_alias("nope", "production")
+        three.set_alias("nope", "stable")
     with pytest.raises(InvalidInput):
-        three.set_alias("distill@^y", "production")
+        three.set_alias("distill@^y", "stable")
     assert snapshot(three) == before
 
 
 def test_compare_and_set(three, snapshot) -> None:
-    three.set_alias("distill@1.0.0", "production", expect="")  # "" = must not exist yet
+    three.set_alias("distill@1.0.0", "stable", expect="")  # "" = must not exist yet
     with pytest.raises(Conflict):
-        three.set_alias("distill@1.1.0", "production", expect="")
-    three.set_alias("distill@1.1.0", "production", expect="1.0.0")
+        three.set_alias("distill@1.1.0", "stable", expect="")
+    three.set_alias("distill@1.1.0", "stable", expect="1.0.0")
     before = snapshot(three)
     with pytest.raises(Conflict, match="another writer moved it first"):
-        three.set_alias("distill@1.2.0", "production", expect="1.0.0")
+        three.set_alias("distill@1.2.0", "stable", expect="1.0.0")
     with pytest.raises(Conflict):
-        three.remove_alias("distill", "production", expect="1.0.0")
+        three.remove_alias("distill", "stable", expect="1.0.0")
     assert snapshot(three) == before
-    assert three.resolve("distill@production").version == "1.1.0"
-    three.set_alias("distill@1.2.0", "production", expect="v1.1.0")
-    assert three.remove_alias("distill", "production", expect="1.2.0") == "1.2.0"
+    assert three.resolve("distill@stable").version == "1.1.0"
+    three.set_alias("distill@1.2.0", "stable", expect="v1.1.0")
+    assert three.remove_alias("distill", "stable", expect="1.2.0") == "1.2.0"
 
 
 def test_history_and_rollback(three, registry_ok) -> None:
-    three.set_alias("distill@1.0.0", "production")
-    three.set_alias("distill@1.1.0", "production")
-    three.set_alias("distill@1.2.0", "production")
+    three.set_alias("distill@1.0.0", "stable")
+    three.set_alias("distill@1.1.0", "stable")
+    three.set_alias("distill@1.2.0", "stable")
     three.set_alias("distill@1.0.0", "staging")
-    hist = three.alias_history("distill", "production")
+    hist = three.alias_history("distill", "stable")
     assert [(m.previous, m.version) for m in hist] == [(None, "1.0.0"), ("1.0.0", "1.1.0"),
                                                        ("1.1.0", "1.2.0")]
     assert len(three.alias_history("distill")) == 4
     # Rollback is one call and is itself recorded.
-    assert three.rollback("distill", "production") == "1.1.0"
-    assert three.resolve("distill@production").version == "1.1.0"
+    assert three.rollback("distill", "stable") == "1.1.0"
+    assert three.resolve("distill@stable").version == "1.1.0"
     ev = three.events()[-1]
     assert (ev.kind, ev.version, ev.payload["previous"], ev.payload.get("rollback")) == (
         "alias", "1.1.0", "1.2.0", True)
-    assert three.alias_history("distill", "production")[-1].previous == "1.2.0"
+    assert three.alias_history("distill", "stable")[-1].previous == "1.2.0"
     registry_ok(three)
     with pytest.raises(NotFound, match="no earlier version"):
         three.rollback("distill", "staging")
@@ -130,11 +130,11 @@ def test_revoke_with_reason(three, registry_ok) -> None:
 
 
 def test_delete_needs_confirmation_and_no_alias(three, snapshot, registry_ok) -> None:
-    three.set_alias("distill@1.2.0", "production")
+    three.set_alias("distill@1.2.0", "stable")
     before = snapshot(three)
     with pytest.raises(InvalidInput, match="--yes"):
         three.delete("distill@1.1.0")
-    with pytest.raises(Conflict, match="production"):
+    with pytest.raises(Conflict, match="stable"):
         three.delete("distill@1.2.0", confirm=True)
     with pytest.raises(NotFound):
         three.delete("distill@9.9.9", confirm=True)
@@ -149,10 +149,10 @@ def test_delete_needs_confirmation_and_no_alias(three, snapshot, registry_ok) ->
     registry_ok(three)
     assert three.fsck(deep=True).ok
     # The latest version can go too once its alias is moved; registry.json follows.
-    three.set_alias("distill@1.0.0", "production", expect="1.2.0")
+    three.set_alias("distill@1.0.0", "stable", expect="1.2.0")
     three.delete("distill@1.2.0", confirm=True)
     assert registry_ok(three)["distill"]["version"] == "1.0.0"
-    three.remove_alias("distill", "production")
+    three.remove_alias("distill", "stable")
     three.delete("distill@1.0.0", confirm=True)
     assert registry_ok(three) == {}
     assert three.fsck().ok
@@ -160,10 +160,10 @@ def test_delete_needs_confirmation_and_no_alias(three, snapshot, registry_ok) ->
 
 def test_every_change_appends_a_chained_event(three, sample_file) -> None:
     n0 = len(three.events())
-    three.set_alias("distill@1.0.0", "production")
-    three.set_alias("distill@1.1.0", "production", expect="1.0.0")
-    three.rollback("distill", "production")
-    three.remove_alias("distill", "production")
+    three.set_alias("distill@1.0.0", "stable")
+    three.set_alias("distill@1.1.0", "stable", expect="1.0.0")
+    three.rollback("distill", "stable")
+    three.remove_alias("distill", "stable")
     three.revoke("distill@1.1.0", reason="r")
     three.unrevoke("distill@1.1.0")
     three.delete("distill@1.1.0", confirm=True)
@@ -184,7 +184,7 @@ def test_every_change_appends_a_chained_event(three, sample_file) -> None:
 
 
 def test_actor_recorded(three) -> None:
-    three.set_alias("distill@1.0.0", "production", actor="ci@build-7")
+    three.set_alias("distill@1.0.0", "stable", actor="ci@build-7")
     assert three.events()[-1].actor == "ci@build-7"
     assert three.aliases("distill")[0].updated_by == "ci@build-7"
     assert three.alias_history("distill")[-1].actor == "ci@build-7"
@@ -198,7 +198,7 @@ def test_actor_recorded(three) -> None:
     "DELETE FROM events WHERE seq=2",
 ])
 def test_editing_the_event_table_is_detected(three, sql: str) -> None:
-    three.set_alias("distill@1.0.0", "production")
+    three.set_alias("distill@1.0.0", "stable")
     assert three.verify_log().ok
     ev2 = three.events()[1]
     conn = sqlite3.connect(three.root / "registry.db")

@@ -83,7 +83,7 @@ ALIAS_WORKER = textwrap.dedent("""
     for line in sys.stdin:
         target, expect = line.split()
         try:
-            hub.set_alias(f"m@{target}", "production", expect=expect, actor=f"w{wid}")
+            hub.set_alias(f"m@{target}", "stable", expect=expect, actor=f"w{wid}")
             print("won", target, flush=True)
         except Conflict:
             print("lost", target, flush=True)
@@ -96,7 +96,7 @@ def test_concurrent_alias_moves_have_one_winner_per_round(make_hub, sample_file)
     n_versions = 1 + workers * rounds
     for i in range(n_versions):
         hub.register("m", sample_file(16, seed=i), version=f"1.0.{i}")
-    hub.set_alias("m@1.0.0", "production")
+    hub.set_alias("m@1.0.0", "stable")
     procs = [subprocess.Popen([sys.executable, "-c", ALIAS_WORKER, str(hub.root), str(w)],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, bufsize=1)
@@ -120,7 +120,7 @@ def test_concurrent_alias_moves_have_one_winner_per_round(make_hub, sample_file)
             assert sorted(t for _, t in answers) == sorted(targets)
             current = won[0]
             winners.append(current)
-            assert hub.resolve("m@production").version == current
+            assert hub.resolve("m@stable").version == current
     finally:
         for p in procs:
             if p.stdin:
@@ -128,7 +128,7 @@ def test_concurrent_alias_moves_have_one_winner_per_round(make_hub, sample_file)
         for p in procs:
             p.wait(timeout=60)
     assert all(p.returncode == 0 for p in procs), [p.stderr.read() for p in procs if p.stderr]
-    hist = hub.alias_history("m", "production")
+    hist = hub.alias_history("m", "stable")
     assert [m.version for m in hist] == winners
     assert [m.previous for m in hist] == [None, *winners[:-1]]
     alias_events = [e for e in hub.events() if e.kind == "alias"]
@@ -136,7 +136,7 @@ def test_concurrent_alias_moves_have_one_winner_per_round(make_hub, sample_file)
     assert hub.verify_log().ok
     assert hub.fsck().ok
     assert json.loads((hub.root / "registry.json").read_text())["m"]["aliases"] == {
-        "production": winners[-1]}
+        "stable": winners[-1]}
 
 
 def test_readers_never_see_a_half_written_registry_json(make_hub, tmp_path) -> None:

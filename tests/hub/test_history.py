@@ -380,7 +380,7 @@ def test_state_guard(keyed: Hub, sample_file: Callable[..., Path],
 def test_generation_grows_with_every_change(keyed: Hub, cli: Cli,
                                             keypair: tuple[Path, Path, str]) -> None:
     gens = [keyed.index.state()["generation"]]
-    for step in (lambda: keyed.set_alias("distill@1.0.0", "production"),
+    for step in (lambda: keyed.set_alias("distill@1.0.0", "stable"),
                  lambda: keyed.sign("lora@1.0.0", keypair[0]),
                  lambda: ok(cli("keys", "mode", "--default", "--mode", "warn", models=False)),
                  lambda: keyed.unrevoke("distill@1.0.1")):

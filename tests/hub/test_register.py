@@ -153,16 +153,16 @@ def test_bad_metadata_refused(hub, sample_file, snapshot, meta) -> None:
 def test_lineage_parents_and_data_digest(hub, sample_file) -> None:
     teacher = hub.register("teacher", sample_file(100, seed=1))
     base = hub.register("base", sample_file(100, seed=2), version="2.1.0")
-    hub.set_alias("base@2.1.0", "production")
+    hub.set_alias("base@2.1.0", "stable")
     data = hashlib.sha256(b"training data").hexdigest()
     v = hub.register("distill", sample_file(100, seed=3),
-                     parents=["teacher=teacher", "base@production"],
+                     parents=["teacher=teacher", "base@stable"],
                      data_digest="sha256:" + data.upper())
     assert v.lineage == {
         "parents": [
             {"role": "teacher", "ref": "teacher", "model": "teacher", "version": "1.0.0",
              "digest": teacher.digest},
-            {"role": "parent", "ref": "base@production", "model": "base", "version": "2.1.0",
+            {"role": "parent", "ref": "base@stable", "model": "base", "version": "2.1.0",
              "digest": base.digest},
         ],
         "data_digest": data,

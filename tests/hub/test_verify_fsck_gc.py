@@ -338,7 +338,7 @@ def test_gc_removes_crashed_registrations_then_fsck_is_clean(filled, sample_file
 
 
 def test_gc_never_removes_what_a_version_names(filled, snapshot, sample_file) -> None:
-    filled.set_alias("distill@1.0.0", "production")
+    filled.set_alias("distill@1.0.0", "stable")
     filled.revoke("distill@1.0.1", reason="kept but revoked")
     # Identical bytes shared by hardlink between versions stay too.
     filled.register("distill", sample_file(1000, seed=2, name="student.onnx"))

@@ -178,6 +178,8 @@ class Hub(ReleaseMixin):
         """
         return weights_entry(info)
 
+    _stem_base = staticmethod(Registrar._stem_base)
+
     def is_gated(self, alias: str) -> bool:
         """True when ``alias`` has promotion gates, so every move of it must pass them."""
         return bool(self.trust_store().gates_for(alias))

@@ -34,11 +34,13 @@ PROVENANCE_TYPE = "application/vnd.sentenialx.provenance+json"
 class ReleaseMixin:
     """Signing, trust checks and promotion on top of the Hub's storage."""
 
-    root: Path
-    index: SqlIndex
-    store: LocalStore
-
     if TYPE_CHECKING:
+        @property
+        def root(self) -> Path: ...
+        @property
+        def index(self) -> SqlIndex: ...
+        @property
+        def store(self) -> LocalStore: ...
         def resolve(self, ref: str, *, include_revoked: bool = False) -> VersionInfo: ...
         def weights_entry(self, info: VersionInfo) -> Any: ...
         def set_alias(self, ref: str, alias: str, *, expect: str | None = None,
