@@ -76,8 +76,13 @@ class Registrar(Part):
         actor: str | None = None,
         name: str | None = None,
         progress: Progress | None = None,
+        keep_name: bool = False,
     ) -> VersionInfo:
-        """Register a file or a folder as a new immutable version of ``model``."""
+        """Register a file or a folder as a new immutable version of ``model``.
+
+        ``keep_name`` (seed adoption only) keeps a single file that already lies in the
+        model's folder under its own name, adopted in place by hardlink.
+        """
         validate_name(model)
         if version is not None and bump is not None:
             raise InvalidInput("give either --version or --bump, not both")
@@ -116,6 +121,8 @@ class Registrar(Part):
             entries: list[FileEntry] = []
             if layout == "file":
                 rel = weights_relpath(stem, ext)
+                if keep_name and link and sources[0].path.parent == self._model_dir(model):
+                    rel = sources[0].path.name
                 k = file_key(model, rel)
                 local = self.store.local_path(k) if link else None
                 # A seed file adopted in place already is the final name: it is claimed as
@@ -169,6 +176,10 @@ class Registrar(Part):
         self._remember_stats(model, manifest.files)
         self.views.write_registry_json()
         return done
+
+    def _model_dir(self, model: str) -> Path | None:
+        p = self.store.local_path(model)
+        return Path(p).resolve() if p is not None else None
 
     def _put_file(self, dest: str, src: Path, *, link: bool, progress: Progress | None) -> Digest:
         """Store one file; on an object store, bytes it already holds are copied server-side.

@@ -70,12 +70,12 @@ class SeedImport(Part):
             except NotFound:
                 pass
             meta = {"imported_from": str(reg_path), "seed_updated": entry.get("updated")}
-            # A seed file inside the hub folder is adopted by hardlink, never moved: when it
-            # already sits at the very name register claims, the claim is that same inode.
+            # A seed file inside the hub folder is adopted where it lies, by hardlink and
+            # under its own name: nothing in the hub folder is renamed or removed.
             in_hub = src.is_relative_to(self.root)
             try:
                 out.append(self.registrar.register(model, src, version=ver, metadata=meta,
-                                                   actor=actor, link=in_hub))
+                                                   actor=actor, link=in_hub, keep_name=in_hub))
             except AlreadyExists:
                 out.append(self.index.get_version(model, ver))
         return out

@@ -30,6 +30,7 @@ from sentenialx.hub._read import Reader
 from sentenialx.hub._register import Registrar
 from sentenialx.hub._seed import SeedImport
 from sentenialx.hub._views import Views
+from sentenialx.hub.errors import NotFound
 from sentenialx.hub.events import ChainReport, Event
 from sentenialx.hub.hashing import Progress
 from sentenialx.hub.index.sql import SqlIndex, utcnow
@@ -179,6 +180,29 @@ class Hub(ReleaseMixin):
         return weights_entry(info)
 
     _stem_base = staticmethod(Registrar._stem_base)
+
+    def init(self) -> str:
+        """Create or upgrade the index schema (and the S3 bucket); returns a one-line description.
+
+        Raises:
+            StoreUnavailable: the index or the store cannot be reached.
+        """
+        self.index.migrate()
+        if hasattr(self.store, "ensure_bucket"):
+            self.store.ensure_bucket()
+        return f"index {self.index.safe_url}, store {self.store.url}"
+
+    def all_versions(self) -> list[VersionInfo]:
+        """Every ready version of every model (revoked included), with files."""
+        return self.index.all_ready_versions()
+
+    def exists(self, model: str, version: str) -> bool:
+        """True when ``model@version`` is registered (revoked or not)."""
+        try:
+            self.index.get_version(model, version)
+        except NotFound:
+            return False
+        return True
 
     def is_gated(self, alias: str) -> bool:
         """True when ``alias`` has promotion gates, so every move of it must pass them."""

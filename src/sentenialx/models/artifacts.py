@@ -66,17 +66,13 @@ def save_registry(data: dict[str, Any]) -> None:
         src = f if f.is_absolute() else hub.root / f
         if not src.exists():
             raise ValueError(f"{model}: file {str(src)!r} does not exist")
-        # Test-suite fix: check names and versions before registering anything; a bad
-        # entry after a good one used to leave the good one adopted (a half-applied save).
+        # Names and versions are all checked before anything is registered, so a bad
+        # entry after a good one cannot leave a half-applied save.
         from sentenialx.hub.refs import Version, validate_name
 
         validate_name(model)  # InvalidName is a ValueError
         version = str(Version.parse(str(entry["version"])))
-        try:
-            hub.index.get_version(model, version)
-        except NotFound:
-            pass
-        else:
+        if hub.exists(model, version):
             raise ValueError(f"{model}@{version} is already registered; versions are immutable")
         plan.append((model, src, version, entry))
     from sentenialx.models.utils import verify_model_integrity

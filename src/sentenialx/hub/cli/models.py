@@ -148,10 +148,7 @@ def init(index_url: str | None, store_url: str | None, endpoint: str | None,
                          cache_max_bytes=cache_max_bytes)
         click.echo(f"wrote {p}")
     hub = Hub.open(root)
-    hub.index.migrate()
-    if hasattr(hub.store, "ensure_bucket"):
-        hub.store.ensure_bucket()
-    click.echo(f"hub ready at {hub.root}: index {hub.index.safe_url}, store {hub.store.url}")
+    click.echo(f"hub ready at {hub.root}: {hub.init()}")
 
 
 @models.command("list")
@@ -253,7 +250,7 @@ def verify(ref: str | None, model: str | None, deep: bool, hub_path: str | None,
     total = 0
     if deep:
         vs = ([hub.resolve(ref, include_revoked=True)] if ref else
-              hub.versions(model) if model else hub.index.all_ready_versions())
+              hub.versions(model) if model else hub.all_versions())
         total = sum(v.size for v in vs)
     with byte_progress("verify", total) as progress:
         rep = hub.verify(ref, model=model, deep=deep, progress=progress)
