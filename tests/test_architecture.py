@@ -100,3 +100,23 @@ def test_a_broken_layer_is_reported(tmp_path: Path) -> None:
     r = _lint_imports(str(bad))
     assert r.returncode != 0, r.stdout
     assert "errors above hub BROKEN" in r.stdout, r.stdout
+
+
+def test_the_lazy_public_names_are_also_imported_for_type_checkers() -> None:
+    # `from sentenialx.hub import Hub` must type as Hub, not object: every lazily loaded
+    # name has a matching import in the package's TYPE_CHECKING block, and no more.
+    import ast
+
+    import sentenialx.hub as pkg
+
+    tree = ast.parse((SRC / "sentenialx" / "hub" / "__init__.py").read_text(encoding="utf-8"))
+    checked: dict[str, str] = {}
+    for node in tree.body:
+        if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING":
+            for imp in node.body:
+                if isinstance(imp, ast.ImportFrom) and imp.module:
+                    checked.update({a.name: imp.module for a in imp.names})
+    lazy = pkg._LAZY
+    assert checked == lazy
+    assert set(lazy) <= set(pkg.__all__)
+    assert pkg.Hub.__name__ == "Hub"
