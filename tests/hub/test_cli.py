@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from sentenialx.hub.errors import EXIT_CODES, AlreadyExists, IntegrityError, InvalidInput, NotFound
+from sentenialx.hub import errors as E
+from sentenialx.hub.cli import EXIT_CODES, EXIT_INTERNAL, EXIT_TABLE, exit_code_for
 
 CONSOLE = Path(sys.executable).parent / "sentenialx"
 
@@ -46,9 +47,34 @@ def reg(cli, sample_file, tmp_path):
 
 
 def test_exit_code_table() -> None:
-    assert (NotFound.exit_code, AlreadyExists.exit_code, InvalidInput.exit_code,
-            IntegrityError.exit_code) == (3, 4, 5, 6)
-    assert len(set(EXIT_CODES.values())) == len(EXIT_CODES)
+    codes = [row.code for row in EXIT_TABLE]
+    assert codes == sorted(set(codes)), "one row per code, in order"
+    assert {0, 1, 2, 70} <= set(codes)
+    assert (exit_code_for(E.NotFound("x")), exit_code_for(E.AlreadyExists("x")),
+            exit_code_for(E.InvalidInput("x")), exit_code_for(E.IntegrityError("x"))) == (3, 4, 5, 6)
+
+
+def test_exit_codes_follow_the_mro() -> None:
+    # A subclass takes its nearest mapped ancestor's code; a hub error that is also an
+    # OSError keeps its own code rather than the OSError row's.
+    assert exit_code_for(E.InvalidName("x")) == exit_code_for(E.TooLarge("x")) == 5
+    assert exit_code_for(E.Unauthenticated("x")) == 14
+    assert exit_code_for(E.AlreadyExists("x")) == 4 != exit_code_for(FileExistsError("x"))
+    assert exit_code_for(FileNotFoundError("x")) == exit_code_for(E.StoreUnavailable("x")) == 10
+    assert exit_code_for(RuntimeError("bug")) == EXIT_INTERNAL
+    import click
+
+    assert exit_code_for(click.UsageError("x")) == click.UsageError("x").exit_code == 2
+
+
+def test_every_hub_error_has_its_own_row() -> None:
+    # A new error class must be given a code here, not fall back to the catch-all 1.
+    classes = [c for c in vars(E).values()
+               if isinstance(c, type) and issubclass(c, E.HubError) and c is not E.HubError]
+    assert classes
+    for cls in classes:
+        nearest = next(c for c in cls.__mro__ if c in EXIT_CODES)
+        assert nearest is not E.HubError, f"{cls.__name__} has no exit code in EXIT_TABLE"
 
 
 def test_help_and_version() -> None:
@@ -286,7 +312,7 @@ def test_debug_shows_the_traceback(cli, hub) -> None:
 
     r = CliRunner().invoke(root, ["--debug", "models", "path", "nope", "--hub", str(hub.root)],
                            env={"SENTENIALX_DEBUG": None})
-    assert isinstance(r.exception, NotFound)
+    assert isinstance(r.exception, E.NotFound)
     assert os.environ.get("SENTENIALX_DEBUG") is None
 
 

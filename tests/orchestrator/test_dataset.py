@@ -13,7 +13,7 @@ import pytest
 
 from sentenialx.hub.errors import InvalidInput
 from sentenialx.orchestrator.dataset import KINDS, LABELS, NEW_FAMILY, SPLITS, Dataset, make_dataset
-from sentenialx.orchestrator.features import FeatureSpec, featurize
+from sentenialx.pipeline.features import FeatureSpec, featurize
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,8 @@ Open one with :meth:`Hub.open` (``$SENTENIALX_HUB`` or ``./models/artifacts``), 
 ``register``, ``resolve``, ``open`` (verified bytes), ``verify``, ``fsck`` and ``gc``.
 """
 
+from typing import TYPE_CHECKING
+
 from sentenialx.hub.errors import (
     AlreadyExists,
     Conflict,
@@ -22,6 +24,21 @@ from sentenialx.hub.errors import (
     UnsafeArtifact,
 )
 from sentenialx.hub.refs import Ref, Version, VersionRange, parse_ref
+
+if TYPE_CHECKING:
+    # What _LAZY loads at run time, so type checkers see real types (kept equal by
+    # tests/test_architecture.py).
+    from sentenialx.hub.hub import Hub
+    from sentenialx.hub.manifest import FileEntry, Manifest
+    from sentenialx.hub.values import (
+        AliasInfo,
+        AliasMove,
+        FsckReport,
+        GcReport,
+        Problem,
+        VerifyReport,
+        VersionInfo,
+    )
 
 # The facade pulls in SQLAlchemy; load it on first use so that light importers
 # (the CLI's fast path, `import sentenialx`) stay fast.

@@ -3,12 +3,12 @@
 Each job is a function that writes files into a folder and returns a
 :class:`JobResult` (files, attachments, metadata, lineage) for the hub to
 register. Importing this package does not import torch: the jobs import it when
-they run, and the inference side (:func:`featurize`, :func:`predict_onnx`) needs
-only numpy and onnxruntime.
+they run. The inference side (:func:`featurize`, :func:`predict_onnx`, the LoRA
+merge) lives in :mod:`sentenialx.pipeline`, which never imports this package;
+it is re-exported here for training code and notebooks.
 """
 
 from sentenialx.orchestrator.dataset import LABELS, NEW_FAMILY, Dataset, make_dataset
-from sentenialx.orchestrator.features import BUCKETS, NGRAM, FeatureSpec, featurize
 from sentenialx.orchestrator.jobs import (
     BETTER_STUDENT,
     JobResult,
@@ -17,7 +17,8 @@ from sentenialx.orchestrator.jobs import (
     run_lora_job,
 )
 from sentenialx.orchestrator.lora import AdapterConfig, load_adapter, merge_adapter_onnx
-from sentenialx.orchestrator.predict import open_session, predict_onnx, predict_proba_onnx
+from sentenialx.pipeline.features import BUCKETS, NGRAM, FeatureSpec, featurize
+from sentenialx.pipeline.predict import open_session, predict_onnx, predict_proba_onnx
 
 __all__ = [
     "AdapterConfig",

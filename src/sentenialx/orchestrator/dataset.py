@@ -27,6 +27,7 @@ from urllib.parse import quote
 
 from sentenialx.hub.errors import InvalidInput
 from sentenialx.orchestrator._io import atomic_write_bytes
+from sentenialx.pipeline.features import LABELS
 
 __all__ = [
     "DATASET_SCHEMA",
@@ -37,17 +38,6 @@ __all__ = [
     "Dataset",
     "make_dataset",
 ]
-
-LABELS: tuple[str, ...] = (
-    "benign",
-    "sql_injection",
-    "xss",
-    "command_injection",
-    "path_traversal",
-    "prompt_injection",
-    "credential_phishing",
-)
-"""Label names in output order: index ``i`` of a model's output is ``LABELS[i]``."""
 
 NEW_FAMILY = "credential_phishing"
 """The attack family held out of base training and taught later by a LoRA adapter."""

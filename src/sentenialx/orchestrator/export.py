@@ -1,7 +1,7 @@
 """The ONNX form of a classifier: one graph from hashed features to probabilities.
 
 The graph takes ``features`` float32 ``[N, buckets]`` (from
-:func:`~sentenialx.orchestrator.features.featurize`) and returns ``probs``
+:func:`~sentenialx.pipeline.features.featurize`) and returns ``probs``
 float32 ``[N, classes]`` (a softmax). Its ``metadata_props`` carry what a
 reader needs to use it without any other file: the label order
 (``sentenialx.labels``, JSON list) and the featurizer
@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from sentenialx.hub.errors import InvalidInput, require
-from sentenialx.orchestrator.features import FeatureSpec
+from sentenialx.pipeline.features import FeatureSpec
 
 if TYPE_CHECKING:
     from sentenialx.orchestrator.models import Classifier

@@ -37,7 +37,7 @@ from sentenialx.hub.errors import InvalidInput, require
 from sentenialx.orchestrator._io import atomic_write_bytes
 from sentenialx.orchestrator._trainlog import TrainLog
 from sentenialx.orchestrator.dataset import LABELS, NEW_FAMILY, Dataset, make_dataset
-from sentenialx.orchestrator.features import BUCKETS, FEATURIZER, NGRAM, FeatureSpec
+from sentenialx.pipeline.features import BUCKETS, FEATURIZER, NGRAM, FeatureSpec
 
 __all__ = [
     "BETTER_STUDENT",
@@ -635,7 +635,7 @@ def run_distill_job(
     out_dir, encoder, teacher = Path(out_dir), Path(encoder), Path(teacher)
     enc_sd, teacher_sd = _load_state(encoder), _load_state(teacher)
     from sentenialx.orchestrator.export import export_classifier_onnx
-    from sentenialx.orchestrator.predict import open_session, predict_proba_onnx
+    from sentenialx.pipeline.predict import open_session, predict_proba_onnx
 
     with _torch_env(seed, threads) as torch:
         from sentenialx.orchestrator.models import (
@@ -982,7 +982,7 @@ def run_lora_job(
     base_bytes = base.read_bytes()
     from sentenialx.orchestrator.export import classifier_from_onnx, onnx_labels_and_spec
     from sentenialx.orchestrator.lora import AdapterConfig, merge_adapter_onnx, save_adapter
-    from sentenialx.orchestrator.predict import open_session, predict_proba_onnx
+    from sentenialx.pipeline.predict import open_session, predict_proba_onnx
 
     labels, spec = onnx_labels_and_spec(base_bytes)
     if tuple(labels) != LABELS:
@@ -1094,7 +1094,7 @@ def run_lora_job(
         "format": "safetensors",
         "description": (
             f"LoRA adapter (rank {rank}, alpha {alpha}) on {', '.join(targets)} of the threat "
-            f"student, teaching {new_family}; merge with sentenialx.orchestrator.lora.merge_adapter_onnx"
+            f"student, teaching {new_family}; merge with sentenialx.pipeline.lora.merge_adapter_onnx"
         ),
         "params": params,
         "inputs": inputs,

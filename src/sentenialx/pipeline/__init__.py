@@ -186,7 +186,7 @@ class ThreatClassifier:
         }
 
     def _load(self, wanted: dict[str, Any] | None = None) -> _Loaded:
-        from sentenialx.orchestrator.predict import open_session, session_labels_and_spec
+        from sentenialx.pipeline.predict import open_session, session_labels_and_spec
 
         wanted = wanted or self._resolve_all()
         enc, clf, lora = wanted["encoder"], wanted["classifier"], wanted["lora"]
@@ -224,7 +224,7 @@ class ThreatClassifier:
 
         from sentenialx.hub.errors import InvalidInput
         from sentenialx.hub.loaders.safetensors import load_safetensors_numpy
-        from sentenialx.orchestrator.lora import AdapterConfig, merge_adapter_onnx
+        from sentenialx.pipeline.lora import AdapterConfig, merge_adapter_onnx
 
         files = self.hub.read_files(lora.ref, roles=("weights", "config"), **self._trust_kw())
         weights = [v for k, v in files.items() if k.endswith(".safetensors")]
@@ -239,7 +239,7 @@ class ThreatClassifier:
     def _probs(self, state: _Loaded, texts: list[str]) -> np.ndarray:
         import numpy as np
 
-        from sentenialx.orchestrator.predict import predict_proba_onnx
+        from sentenialx.pipeline.predict import predict_proba_onnx
 
         if not texts:
             return np.zeros((0, len(state.labels)), dtype=np.float32)

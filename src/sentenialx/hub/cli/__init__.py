@@ -1,7 +1,9 @@
 """The ``sentenialx`` command line: parse, one Hub call, print.
 
-Errors become one line on stderr and a distinct exit code (see :data:`EXIT_CODES`
-and the README); a traceback only with ``--debug`` or ``SENTENIALX_DEBUG=1``.
+Errors become one line on stderr and a distinct exit code; :data:`EXIT_TABLE` is
+the only place codes are assigned (the README's table is checked against it), and
+:func:`exit_code_for` picks an error's code by its MRO. A traceback only with
+``--debug`` or ``SENTENIALX_DEBUG=1``.
 """
 
 from __future__ import annotations
@@ -10,12 +12,27 @@ import json
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
-from sentenialx.hub.errors import HubError
+from sentenialx.hub.errors import (
+    AlreadyExists,
+    Conflict,
+    GateFailed,
+    HubError,
+    IntegrityError,
+    InvalidInput,
+    MissingDependency,
+    NotFound,
+    PermissionDenied,
+    SignatureError,
+    StateError,
+    StoreUnavailable,
+    UnsafeArtifact,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -24,6 +41,61 @@ EXIT_CHECK_FAILED = 1
 """verify, fsck or log --verify found problems."""
 EXIT_USAGE = 2
 EXIT_INTERNAL = 70
+EXIT_INTERRUPTED = 130
+
+
+@dataclass(frozen=True, slots=True)
+class ExitCode:
+    """One row of the exit-code table.
+
+    Attributes:
+        code: the process exit status.
+        meaning: what it tells a script, as the README says it.
+        errors: the exception classes that exit with it (matched by MRO).
+    """
+
+    code: int
+    meaning: str
+    errors: tuple[type[BaseException], ...] = ()
+
+
+EXIT_TABLE: tuple[ExitCode, ...] = (
+    ExitCode(EXIT_OK, "success"),
+    ExitCode(EXIT_CHECK_FAILED, "a check found problems (`verify`, `fsck`, `log --verify`), or a hub"
+             " error with no code of its own", (HubError,)),
+    ExitCode(EXIT_USAGE, "bad command-line usage", (click.UsageError,)),
+    ExitCode(3, "not found: model, version, alias or file", (NotFound,)),
+    ExitCode(4, "already exists: versions are immutable", (AlreadyExists,)),
+    ExitCode(5, "invalid input: name, ref, version, metadata, path, size", (InvalidInput,)),
+    ExitCode(6, "integrity: bytes differ from the manifest", (IntegrityError,)),
+    ExitCode(7, "signature missing or untrusted", (SignatureError,)),
+    ExitCode(8, "unsafe artifact, e.g. a pickle that would run code", (UnsafeArtifact,)),
+    ExitCode(9, "conflict: a concurrent change won", (Conflict,)),
+    ExitCode(10, "the index or store is unavailable, or a file cannot be read or written",
+             (StoreUnavailable, OSError)),
+    ExitCode(11, "an optional dependency is missing; the message names the extra", (MissingDependency,)),
+    ExitCode(12, "a promotion gate failed", (GateFailed,)),
+    ExitCode(13, "a hub state is older than one seen, expired or forged", (StateError,)),
+    ExitCode(14, "the token is missing, unknown, or lacks the scope or model", (PermissionDenied,)),
+    ExitCode(EXIT_INTERNAL, "internal error (a bug: rerun with `--debug` and report it)", (Exception,)),
+    ExitCode(EXIT_INTERRUPTED, "interrupted (Ctrl-C)", (KeyboardInterrupt,)),
+)
+"""Every exit status the CLI uses, in README order."""
+
+EXIT_CODES: dict[type[BaseException], int] = {e: row.code for row in EXIT_TABLE for e in row.errors}
+"""Exception class -> exit code, derived from :data:`EXIT_TABLE`."""
+
+
+def exit_code_for(exc: BaseException) -> int:
+    """The exit code of an exception: the row of the nearest class in its MRO.
+
+    ``AlreadyExists`` is also a ``FileExistsError`` and so an ``OSError``; its own row
+    wins because it comes first in its MRO.
+    """
+    for cls in type(exc).__mro__:
+        if cls in EXIT_CODES:
+            return EXIT_CODES[cls]
+    return EXIT_INTERNAL
 
 
 def debug_enabled() -> bool:
@@ -41,23 +113,23 @@ class HubGroup(click.Group):
             if debug_enabled():
                 raise
             click.echo(f"error: {exc}", err=True)
-            sys.exit(exc.exit_code)
+            sys.exit(exit_code_for(exc))
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             click.echo("interrupted", err=True)
-            sys.exit(130)
+            sys.exit(exit_code_for(exc))
         except OSError as exc:
             if debug_enabled():
                 raise
             click.echo(f"error: {exc.strerror or exc} ({exc.filename or ''})", err=True)
-            sys.exit(10)
+            sys.exit(exit_code_for(exc))
         except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence
             if debug_enabled():
                 raise
             click.echo(f"internal error: {type(exc).__name__}: {exc}; rerun with --debug"
                        " and report it", err=True)
-            sys.exit(EXIT_INTERNAL)
+            sys.exit(exit_code_for(exc))
 
 
 def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> Any:

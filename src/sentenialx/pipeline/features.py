@@ -1,4 +1,4 @@
-"""The text featurizer: hashed character n-grams, in numpy alone.
+"""The text featurizer (hashed character n-grams, numpy alone) and the label vocabulary.
 
 This half of the text encoder has no weights and runs without torch, so the
 inference pipeline can featurize with numpy and hand the result to an ONNX
@@ -26,7 +26,22 @@ import numpy.typing as npt
 
 from sentenialx.hub.errors import InvalidInput
 
-__all__ = ["BUCKETS", "FEATURIZER", "NGRAM", "FeatureSpec", "featurize"]
+__all__ = ["BUCKETS", "FEATURIZER", "LABELS", "NGRAM", "FeatureSpec", "featurize"]
+
+LABELS: tuple[str, ...] = (
+    "benign",
+    "sql_injection",
+    "xss",
+    "command_injection",
+    "path_traversal",
+    "prompt_injection",
+    "credential_phishing",
+)
+"""Label names in output order: index ``i`` of a model's output is ``LABELS[i]``.
+
+Inference reads a graph's own label order from its metadata and falls back to
+this one; training writes it into every graph it exports.
+"""
 
 BUCKETS = 4096
 NGRAM = 3

@@ -17,8 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from sentenialx.hub.errors import InvalidInput, require
-from sentenialx.orchestrator.dataset import LABELS
-from sentenialx.orchestrator.features import FeatureSpec
+from sentenialx.pipeline.features import LABELS, FeatureSpec
 
 __all__ = ["open_session", "predict_onnx", "predict_proba_onnx", "session_labels_and_spec"]
 
@@ -47,7 +46,7 @@ def open_session(model: bytes, *, threads: int = 1) -> Any:
 def session_labels_and_spec(session: Any) -> tuple[list[str], FeatureSpec]:
     """The label order and featurizer recorded in a session's model metadata.
 
-    A graph without that metadata gets :data:`~.dataset.LABELS` and a spec
+    A graph without that metadata gets :data:`~.features.LABELS` and a spec
     whose width is the input's second dimension.
 
     Raises:
