@@ -43,9 +43,14 @@ _KIND = re.compile(r"[a-z][a-z0-9_.-]{0,63}")
 
 
 def _show(value: object) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, default=str)[:200] \
-        if _jsonable(value) else type(value).__name__
-    return repr(text[:80] + ("…" if len(text) > 80 else ""))
+    """A short one-line rendering of a served value: strings quoted, anything else as JSON."""
+    if isinstance(value, str):
+        return repr(value[:80] + ("…" if len(value) > 80 else ""))
+    try:
+        text = json.dumps(value) if _jsonable(value) else type(value).__name__
+    except (ValueError, RecursionError):
+        text = type(value).__name__
+    return text[:80] + ("…" if len(text) > 80 else "")
 
 
 def _jsonable(value: object) -> bool:
