@@ -191,13 +191,21 @@ def file_entry(v: Any, *, source: str) -> FileEntry:
     return FileEntry(path, size, sha, role)
 
 
-def _stem(v: Any, *, source: str) -> str:
+def _stem(v: Any, version: str, *, source: str) -> str:
+    """A version's stem: ``<name>_v<version>``, as every hub names a version's files.
+
+    Pinning the version into the stem keeps two versions' files apart in the client's
+    files tree, whatever a server claims.
+    """
     if (not isinstance(v, str) or not _STEM.fullmatch(v) or ".." in v
             or len(v.encode()) > MAX_COMPONENT_BYTES - 16):
         raise _bad(source, "stem", v, "expected one file name of letters, digits, '.', '_',"
                                       " '+' or '-' (no '/' or '..')")
+    suffix = f"_v{version}"
+    if not v.endswith(suffix):
+        raise _bad(source, "stem", v, f"the stem of version {version} ends with {suffix!r}")
     try:
-        validate_name(v.rsplit("_v", 1)[0], what="file")
+        validate_name(v[:-len(suffix)], what="file")
     except InvalidInput as exc:
         raise _bad(source, "stem", v, str(exc)) from None
     return v
@@ -237,7 +245,7 @@ def version_from_untrusted(doc: Any, *, source: str, expect_model: str | None = 
     if expect_version is not None and version != expect_version:
         raise InvalidInput(f"{source} answered with {model}@{version} when"
                            f" {model}@{expect_version} was asked for; refused")
-    stem = _stem(d.get("stem"), source=source)
+    stem = _stem(d.get("stem"), version, source=source)
     layout = d.get("layout")
     if layout not in ("file", "dir"):
         raise _bad(source, "layout", layout, "expected 'file' or 'dir'")
