@@ -18,6 +18,11 @@ A download resumes where it stopped (``Range`` with ``If-Range`` = the sha256, s
 two different files can never be spliced) and the whole file is hashed before it
 is renamed into the cache; bytes that do not match are never used.
 
+The server is untrusted input: every answer is read up to a bound and checked by
+:mod:`sentenialx.hub._untrusted` (names, versions, stems, paths, sizes, digests,
+the model asked for) before any path is built from it, and every path under the
+cache is confined by :mod:`sentenialx.hub.cache`.
+
 Requires the ``server`` extra (httpx).
 """
 
