@@ -18,23 +18,39 @@ A download resumes where it stopped (``Range`` with ``If-Range`` = the sha256, s
 two different files can never be spliced) and the whole file is hashed before it
 is renamed into the cache; bytes that do not match are never used.
 
+The server is untrusted input: every answer is read up to a bound and checked by
+:mod:`sentenialx.hub._untrusted` (names, versions, stems, paths, sizes, digests,
+the model asked for) before any path is built from it, and every path under the
+cache is confined by :mod:`sentenialx.hub.cache`.
+
 Requires the ``server`` extra (httpx).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
 import os
+import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, cast
-from urllib.parse import quote, urlsplit
+from urllib.parse import SplitResult, quote, urlsplit
 
+from sentenialx.hub import _untrusted as U
 from sentenialx.hub import errors as E
+from sentenialx.hub.cache import (
+    BlobCache,
+    PartialBlob,
+    default_cache_dir,
+    link_files,
+    read_bounded,
+    write_atomic,
+)
 from sentenialx.hub.errors import (
     HubError,
     IntegrityError,
@@ -59,102 +75,37 @@ _STATUS_ERRORS: dict[int, type[HubError]] = {
 }
 
 
-def default_cache_dir() -> Path:
-    """``$SENTENIALX_CACHE``, else ``$XDG_CACHE_HOME/sentenialx``, else ``~/.cache/sentenialx``."""
-    env = os.environ.get("SENTENIALX_CACHE")
-    if env:
-        return Path(env)
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "sentenialx"
-
-
 def _httpx() -> Any:
     return E.require("httpx", "server")
 
 
-def _version_from_doc(d: dict[str, Any]) -> VersionInfo:
-    try:
-        files = tuple(FileEntry.from_dict(f) for f in d.get("files", []))
-        return VersionInfo(0, str(d["model"]), str(d["version"]), "ready", bool(d["revoked"]),
-                           d.get("revoke_reason"), d.get("digest"), str(d["stem"]),
-                           str(d["layout"]), dict(d.get("metadata") or {}),
-                           dict(d.get("lineage") or {}), int(d.get("size", 0)),
-                           str(d.get("created_at", "")), str(d.get("created_by", "")), files)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise StoreUnavailable(f"the server sent a version record this client cannot read:"
-                               f" {exc}") from None
+def _hub_key(parts: SplitResult) -> str:
+    """The folder name of one served hub under ``<cache>/hubs`` (host and port, never ``..``)."""
+    host = parts.hostname or "_"
+    key = re.sub(r"[^A-Za-z0-9._-]", "_", f"{host}_{parts.port}" if parts.port else host)
+    if key.startswith("."):
+        key = "_" + key
+    if parts.path.strip("/"):
+        key += "_" + hashlib.sha256(parts.path.encode()).hexdigest()[:8]
+    return key[:120]
 
 
-class BlobCache:
-    """Verified files by sha256 on the local disk (shared by every remote hub)."""
+class _Answer:
+    """A bounded, fully read response, shaped as :meth:`RemoteHub._raise_for` reads one."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
+    def __init__(self, status_code: int, data: bytes) -> None:
+        self.status_code = status_code
+        self._data = data
 
-    def path(self, sha256: str) -> Path:
-        """Where the verified bytes with this sha256 live."""
-        return self.root / "blobs" / "sha256" / sha256[:2] / sha256
+    @property
+    def text(self) -> str:
+        return self._data[:65536].decode("utf-8", "replace")
 
-    def get(self, sha256: str, size: int) -> Path | None:
-        """The cached file if present and still what was verified, else None.
-
-        The stat recorded at verification (size, mtime, inode) is compared; if it
-        changed, the file is hashed again and dropped when it no longer matches.
-        """
-        p = self.path(sha256)
+    def json(self) -> Any:
         try:
-            st = p.stat()
-        except FileNotFoundError:
-            return None
-        if st.st_size != size:
-            self._drop(p)
-            return None
-        rec = p.with_name(sha256 + ".verified")
-        try:
-            known = json.loads(rec.read_text())
-            if known == [st.st_size, st.st_mtime_ns, st.st_ino]:
-                return p
-        except (OSError, ValueError):
-            pass
-        if hash_file(p).sha256 != sha256:
-            log.warning("cache: %s no longer matches its sha256; dropped", p)
-            self._drop(p)
-            return None
-        self._remember(p)
-        return p
-
-    def _remember(self, p: Path) -> None:
-        st = p.stat()
-        tmp = p.with_name(f".{p.name}.verified.{os.getpid()}")
-        tmp.write_text(json.dumps([st.st_size, st.st_mtime_ns, st.st_ino]))
-        os.replace(tmp, p.with_name(p.name + ".verified"))
-
-    @staticmethod
-    def _drop(p: Path) -> None:
-        for q in (p, p.with_name(p.name + ".verified")):
-            with contextlib.suppress(FileNotFoundError):
-                q.unlink()
-
-    @contextlib.contextmanager
-    def lock(self, sha256: str) -> Iterator[None]:
-        """Serialise downloads of one blob across processes (avoids wasted work only)."""
-        import fcntl
-
-        p = self.path(sha256).with_name(sha256 + ".lock")
-        p.parent.mkdir(parents=True, exist_ok=True)
-        with open(p, "a+") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
-            yield
-
-    def commit(self, partial: Path, sha256: str) -> Path:
-        """Make a fully received and verified partial file the cached copy."""
-        final = self.path(sha256)
-        with open(partial, "rb+") as f:
-            os.fsync(f.fileno())
-        os.chmod(partial, 0o444)
-        os.replace(partial, final)
-        self._remember(final)
-        return final
+            return json.loads(self._data)
+        except RecursionError:
+            raise ValueError("error body nested too deep") from None
 
 
 class _RemoteIndexView:
@@ -175,19 +126,19 @@ class RemoteHub:
 
     def __init__(self, url: str, *, token: str | None = None,
                  cache_dir: str | os.PathLike[str] | None = None, timeout: float = 60.0,
-                 retries: int = RETRIES) -> None:
+                 retries: int = RETRIES, max_response_bytes: int = U.MAX_RESPONSE_BYTES) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise InvalidInput(f"hub URL {url!r} is not http(s)://HOST[:PORT]")
         self.url = url.rstrip("/")
         self.token = token if token is not None else os.environ.get("SENTENIALX_TOKEN")
-        self.cache = BlobCache(Path(cache_dir) if cache_dir else default_cache_dir())
+        self.cache_root = Path(cache_dir) if cache_dir else default_cache_dir()
+        self.cache = BlobCache(self.cache_root / "blobs")
         self.retries = retries
+        self.max_response_bytes = max_response_bytes
         self._timeout = timeout
-        key = parts.netloc.replace(":", "_").replace("@", "_") + (
-            "_" + hashlib.sha256(parts.path.encode()).hexdigest()[:8] if parts.path.strip("/")
-            else "")
-        self.hub_dir = self.cache.root / "hubs" / key
+        self.hub_dir = self.cache_root / "hubs" / _hub_key(parts)
+        self._source = f"served hub {self.url}"
         httpx = _httpx()
         headers = {"User-Agent": "sentenialx-remote/1"}
         if self.token:
@@ -235,40 +186,72 @@ class RemoteHub:
         return StoreUnavailable(f"hub {self.url} is unreachable ({type(exc).__name__}: {exc})")
 
     def _response_cache(self, path: str, params: dict[str, Any] | None) -> Path:
+        # The name is a hash of the request: no server or request string reaches the path.
         key = hashlib.sha256(json.dumps([path, params or {}], sort_keys=True).encode()).hexdigest()
         return self.hub_dir / "responses" / f"{key}.json"
 
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        """Send a request and decode its JSON answer, reading at most ``max_response_bytes``.
+
+        Raises:
+            TooLarge: the answer is over the bound (it is not read further).
+            InvalidInput: the answer is not JSON this client reads.
+            HubError: the server answered an error (see ``_raise_for``).
+            httpx.TransportError: the server is unreachable.
+        """
+        limit = self.max_response_bytes
+        with self._http.stream(method, path, **kwargs) as resp:
+            declared = resp.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > limit:
+                raise E.TooLarge(f"{self._source} announced an answer of {declared} bytes to"
+                                 f" {method} {path}, over {limit}; refused")
+            chunks: list[bytes] = []
+            have = 0
+            for chunk in resp.iter_bytes():
+                have += len(chunk)
+                if have > limit:
+                    raise E.TooLarge(f"{self._source} sent an answer over {limit} bytes to"
+                                     f" {method} {path}; refused")
+                chunks.append(chunk)
+            data = b"".join(chunks)
+        self._raise_for(_Answer(resp.status_code, data))
+        return U.parse_json(data, source=self._source, limit=limit)
+
     def _get(self, path: str, params: dict[str, Any] | None = None, *,
-             offline_ok: bool = True) -> Any:
-        """GET JSON; remember it, and fall back to the remembered answer when offline."""
+             check: Callable[[Any], Any], offline_ok: bool = True) -> Any:
+        """GET JSON and ``check`` it; remember it, and fall back to that answer when offline.
+
+        Only an answer that passed ``check`` is remembered, and a remembered one is
+        checked again when used.
+        """
         httpx = _httpx()
         params = {k: v for k, v in (params or {}).items() if v is not None}
         cached = self._response_cache(path, params)
         try:
-            resp = self._http.get(path, params=params)
+            data = self._request("GET", path, params=params)
         except httpx.TransportError as exc:
-            if offline_ok and cached.exists():
-                log.warning("%s unreachable; using the answer cached at %s", self.url,
-                            time.ctime(cached.stat().st_mtime))
-                return json.loads(cached.read_text())
-            raise self._unreachable(exc) from None
-        self._raise_for(resp)
-        data = resp.json()
+            raw = read_bounded(cached, self.max_response_bytes) if offline_ok else None
+            if raw is None:
+                raise self._unreachable(exc) from None
+            log.warning("%s unreachable; using the answer cached at %s", self.url,
+                        time.ctime(cached.stat().st_mtime))
+            return check(U.parse_json(raw, source=f"the cached answer of {self._source}"))
+        value = check(data)
         if offline_ok:
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cached.with_name(f".{cached.name}.{os.getpid()}")
-            tmp.write_text(json.dumps(data))
-            os.replace(tmp, cached)
-        return data
+            write_atomic(self.cache_root, cached, json.dumps(data).encode())
+        return value
 
-    def _send(self, method: str, path: str, **kwargs: Any) -> Any:
+    def _send(self, method: str, path: str, *, check: Callable[[Any], Any], **kwargs: Any
+              ) -> Any:
         httpx = _httpx()
         try:
-            resp = self._http.request(method, path, **kwargs)
+            data = self._request(method, path, **kwargs)
         except httpx.TransportError as exc:
             raise self._unreachable(exc) from None
-        self._raise_for(resp)
-        return resp.json()
+        return check(data)
+
+    def _version(self, doc: Any, **expect: Any) -> VersionInfo:
+        return U.version_from_untrusted(doc, source=self._source, **expect)
 
     @staticmethod
     def _v(model: str, version: str) -> str:
@@ -277,11 +260,13 @@ class RemoteHub:
     # -- reads ------------------------------------------------------------------------
     def whoami(self) -> dict[str, Any]:
         """The token this client uses, as the server sees it."""
-        return cast(dict[str, Any], self._get("/whoami", offline_ok=False))
+        return cast(dict[str, Any], self._get("/whoami", offline_ok=False, check=lambda d: (
+            U.object_from_untrusted(d, source=self._source, what="whoami answer"))))
 
     def state(self) -> dict[str, Any]:
         """``{"generation": n, "signed": signed state or None}`` from the server (never cached)."""
-        return cast(dict[str, Any], self._get("/state", offline_ok=False))
+        return cast(dict[str, Any], self._get("/state", offline_ok=False, check=lambda d: (
+            U.state_from_untrusted(d, source=self._source))))
 
     def generation(self) -> int:
         """The served index's change counter (a following pipeline polls it)."""
@@ -309,25 +294,24 @@ class RemoteHub:
         Raises:
             StateError: forged, expired, from another hub, or older than seen before.
         """
-        import json
-
         from sentenialx.hub.signing import load_public_key
         from sentenialx.hub.state import StateGuard
 
         seen = self.hub_dir / "state.json"
         prev: dict[str, Any] = {}
-        if seen.is_file():
+        raw = read_bounded(seen, 4096)
+        if raw is not None:
             try:
-                prev = json.loads(seen.read_text())
+                prev = json.loads(raw)
             except ValueError:
+                prev = {}
+            if not isinstance(prev, dict):
                 prev = {}
         guard = StateGuard(load_public_key(Path(public_key)), hub_id=prev.get("hub_id"),
                            highest=int(prev.get("generation", -1)))
         body = guard.check_doc(self.signed_state())
-        self.hub_dir.mkdir(parents=True, exist_ok=True)
-        tmp = seen.with_name(f".tmp-{os.getpid()}-state.json")
-        tmp.write_text(json.dumps({"hub_id": body["hub_id"], "generation": body["generation"]}))
-        os.replace(tmp, seen)
+        write_atomic(self.cache_root, seen, json.dumps(
+            {"hub_id": body["hub_id"], "generation": body["generation"]}).encode())
         return body
 
     def check_trust(self, info: VersionInfo, *, mode: str | None = None) -> str:
@@ -342,7 +326,8 @@ class RemoteHub:
 
     def models(self) -> list[dict[str, Any]]:
         """Every model with its number of versions, latest version and aliases."""
-        return cast(list[dict[str, Any]], self._get("/models"))
+        return cast(list[dict[str, Any]], self._get("/models", check=lambda d: (
+            U.models_from_untrusted(d, source=self._source))))
 
     def versions(self, model: str) -> list[VersionInfo]:
         """Every version of a model (revoked included), oldest first.
@@ -351,7 +336,9 @@ class RemoteHub:
             NotFound: unknown model.
         """
         validate_name(model)
-        return [_version_from_doc(d) for d in self._get(f"/models/{quote(model)}/versions")]
+        return cast(list[VersionInfo], self._get(
+            f"/models/{quote(model)}/versions", check=lambda d: U.versions_from_untrusted(
+                d, source=self._source, expect_model=model)))
 
     def resolve(self, ref: str, *, include_revoked: bool = False) -> VersionInfo:
         """Resolve a ref on the server (or, offline, to what it resolved to last time).
@@ -361,30 +348,38 @@ class RemoteHub:
             NotFound: nothing matches.
             StoreUnavailable: the server is unreachable and this ref was never resolved.
         """
-        parse_ref(str(ref))
-        return _version_from_doc(self._get("/resolve", {"ref": str(ref),
-                                                        "include_revoked": include_revoked
-                                                        or None}))
+        r = parse_ref(str(ref))
+        return cast(VersionInfo, self._get(
+            "/resolve", {"ref": str(ref), "include_revoked": include_revoked or None},
+            check=lambda d: self._version(
+                d, expect_model=r.name, include_revoked=include_revoked,
+                expect_version=r.value if r.kind == "version" else None,
+                expect_digest=r.value if r.kind == "digest" else None)))
 
     def aliases(self, model: str | None = None) -> list[AliasInfo]:
         """Aliases of one model or of all."""
         names = [model] if model else [m["model"] for m in self.models()]
-        out = []
+        out: list[AliasInfo] = []
         for name in names:
-            for d in self._get(f"/models/{quote(name)}/aliases"):
-                out.append(AliasInfo(d["model"], d["alias"], d["version"], d["updated_at"],
-                                     d["updated_by"]))
+            validate_name(name)
+            out.extend(self._get(f"/models/{quote(name)}/aliases",
+                                 check=functools.partial(U.aliases_from_untrusted,
+                                                         source=self._source, expect_model=name)))
         return out
 
     def alias_history(self, model: str, alias: str | None = None) -> list[AliasMove]:
         """Every move of a model's aliases, oldest first."""
-        rows = self._get(f"/models/{quote(model)}/aliases/history", {"alias": alias})
-        return [AliasMove(d["id"], d["model"], d["alias"], d["version"], d["previous"], d["ts"],
-                          d["actor"]) for d in rows]
+        validate_name(model)
+        return cast(list[AliasMove], self._get(
+            f"/models/{quote(model)}/aliases/history", {"alias": alias},
+            check=lambda d: U.alias_moves_from_untrusted(d, source=self._source,
+                                                         expect_model=model)))
 
     def events(self, *, model: str | None = None, limit: int | None = None) -> list[Event]:
         """The history, oldest first."""
-        return [Event.from_dict(d) for d in self._get("/events", {"model": model, "limit": limit})]
+        return cast(list[Event], self._get(
+            "/events", {"model": model, "limit": limit},
+            check=lambda d: U.events_from_untrusted(d, source=self._source, expect_model=model)))
 
     def verify_log(self) -> ChainReport:
         """Check the event chain the server sends (the whole chain needs an unlimited token)."""
@@ -416,7 +411,8 @@ class RemoteHub:
         """
         from sentenialx.hub.values import Problem, VerifyReport
 
-        d = self._send("POST", "/verify", json={"ref": ref, "model": model, "deep": deep})
+        d = self._send("POST", "/verify", json={"ref": ref, "model": model, "deep": deep},
+                       check=lambda d: U.verify_report_from_untrusted(d, source=self._source))
         return VerifyReport(deep=bool(d["deep"]), versions=int(d["versions"]),
                             files=int(d["files"]), hashed=int(d["hashed"]),
                             bytes_hashed=int(d["bytes_hashed"]),
@@ -443,61 +439,59 @@ class RemoteHub:
     def _download(self, info: VersionInfo, entry: FileEntry, *,
                   progress: Progress | None) -> Path:
         url = f"{self._v(info.model, info.version)}/files/{quote(entry.path)}"
-        final = self.cache.path(entry.sha256)
-        partial = final.with_name(entry.sha256 + ".partial")
-        h = hashlib.sha256()
-        have = 0
-        if partial.exists():
-            # Resume: the bytes we kept are hashed again, so a damaged partial file is
-            # caught by the final check like anything else.
-            have = partial.stat().st_size
-            if have > entry.size:
-                partial.unlink()
-                have = 0
-            else:
-                with open(partial, "rb") as f:
-                    for block in iter(lambda: f.read(CHUNK), b""):
-                        h.update(block)
-        partial.parent.mkdir(parents=True, exist_ok=True)
-        failures = 0
-        while have < entry.size or not partial.exists():
-            headers = {}
-            if have:
-                headers = {"Range": f"bytes={have}-", "If-Range": f'"{entry.sha256}"'}
+        # The partial write hashes every byte it receives, and an earlier attempt's bytes
+        # again on resume, so the cache admits only what matches the manifest.
+        w = self.cache.begin(entry.sha256, entry.size, name=entry.path)
+        try:
+            failures = 0
+            asked = False
+            while w.have < entry.size or not asked:
+                asked = True
+                headers = {}
+                if w.have:
+                    headers = {"Range": f"bytes={w.have}-", "If-Range": f'"{entry.sha256}"'}
+                try:
+                    with self._body(url, headers) as body:
+                        if body.status == 206 and w.have:
+                            start = body.headers.get("content-range", "").split(" ")[-1]
+                            start = start.split("-")[0]
+                            if start != str(w.have):
+                                raise StoreUnavailable(f"{url}: server resumed at {start[:20]},"
+                                                       f" not {w.have}")
+                        elif body.status == 200:
+                            w.restart()
+                        else:
+                            self._raise_for(body.as_response())
+                            raise StoreUnavailable(f"{url}: unexpected HTTP {body.status}")
+                        etag = body.headers.get("etag", "").strip('"')
+                        if etag and etag != entry.sha256:
+                            raise IntegrityError(path=entry.path, expected=entry.sha256,
+                                                 actual=etag[:64],
+                                                 hint="the server sent another file")
+                        _pump(body, w, path=entry.path, expected=entry.sha256,
+                              progress=progress)
+                    if w.have < entry.size:
+                        raise _Broken(f"the connection closed at {w.have} of {entry.size} bytes")
+                except _Broken as exc:
+                    failures += 1
+                    if failures > self.retries:
+                        raise StoreUnavailable(f"download of {entry.path} from {self.url} failed"
+                                               f" {failures} times: {exc}") from None
+                    log.info("download of %s broke at %d bytes (%s); resuming", entry.path,
+                             w.have, exc)
+                    time.sleep(min(0.2 * failures, 2.0))
             try:
-                with self._body(url, headers) as body:
-                    if body.status == 206 and have:
-                        start = body.headers.get("content-range", "").split(" ")[-1].split("-")[0]
-                        if start != str(have):
-                            raise StoreUnavailable(f"{url}: server resumed at {start}, not {have}")
-                        mode = "ab"
-                    elif body.status == 200:
-                        mode, have, h = "wb", 0, hashlib.sha256()
-                    else:
-                        self._raise_for(body.as_response())
-                        raise StoreUnavailable(f"{url}: unexpected HTTP {body.status}")
-                    etag = body.headers.get("etag", "").strip('"')
-                    if etag and etag != entry.sha256:
-                        raise IntegrityError(path=entry.path, expected=entry.sha256, actual=etag,
-                                             hint="the server sent another file")
-                    with open(partial, mode) as out:
-                        have = _pump(body, out, h, have=have, limit=entry.size,
-                                     path=entry.path, expected=entry.sha256, progress=progress)
-                if have < entry.size:
-                    raise _Broken(f"the connection closed at {have} of {entry.size} bytes")
-            except _Broken as exc:
-                failures += 1
-                if failures > self.retries:
-                    raise StoreUnavailable(f"download of {entry.path} from {self.url} failed"
-                                           f" {failures} times: {exc}") from None
-                log.info("download of %s broke at %d bytes (%s); resuming", entry.path, have, exc)
-                time.sleep(min(0.2 * failures, 2.0))
-        if h.hexdigest() != entry.sha256:
-            partial.unlink(missing_ok=True)
-            raise IntegrityError(path=entry.path, expected=entry.sha256, actual=h.hexdigest(),
-                                 hint=f"the copy on {self.url} is damaged; its operator should"
-                                      f" run `sentenialx models fsck {info.model}`")
-        return self.cache.commit(partial, entry.sha256)
+                return w.commit()
+            except IntegrityError as exc:
+                raise IntegrityError(path=entry.path, expected=entry.sha256, actual=exc.actual,
+                                     hint=f"the copy on {self.url} is damaged; its operator"
+                                          f" should run `sentenialx models fsck {info.model}`"
+                                     ) from None
+        except IntegrityError:
+            w.discard()
+            raise
+        finally:
+            w.close()
 
     @contextlib.contextmanager
     def _body(self, path: str, headers: dict[str, str]) -> Iterator[_Body]:
@@ -552,12 +546,13 @@ class RemoteHub:
         info = self.resolve(ref, include_revoked=include_revoked)
         entry = self._entry(info, file)
         p = self.fetch(info, entry, progress=progress)
-        data = p.read_bytes()
+        with open(p, "rb") as f:
+            data = f.read(entry.size + 1)
         # Verified on arrival, and again here: what is returned is what was hashed.
-        if hashlib.sha256(data).hexdigest() != entry.sha256:
-            self.cache._drop(p)
-            raise IntegrityError(path=entry.path, expected=entry.sha256,
-                                 actual=hashlib.sha256(data).hexdigest(),
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != entry.sha256 or len(data) != entry.size:
+            self.cache.drop(entry.sha256)
+            raise IntegrityError(path=entry.path, expected=entry.sha256, actual=actual,
                                  hint="the cached copy changed; it was dropped, try again")
         return data
 
@@ -593,18 +588,17 @@ class RemoteHub:
             StoreUnavailable: offline and not cached.
         """
         info = self.resolve(ref)
-        base = self.root / info.model
         if info.layout == "dir":
             targets = [f for f in info.files if f.path.startswith(info.stem + "/")]
-            out = base / info.stem
+            rel = f"{info.model}/{info.stem}"
         else:
             w = self.weights_entry(info)
-            targets, out = [w], base / w.path
-        for f in targets:
-            validate_relpath(f.path)
-            blob = self.fetch(info, f, progress=progress)
-            _link(blob, base / f.path)
-        return out
+            targets, rel = [w], f"{info.model}/{w.path}"
+        # The names come from a validated version record; link_files() confines each one
+        # under the files root again and replaces, never follows, what is already there.
+        link_files(self.root, {f"{info.model}/{f.path}": self.fetch(info, f, progress=progress)
+                               for f in targets})
+        return self.root / rel
 
     # -- writes -----------------------------------------------------------------------
     def upload(self, model: str, spec: dict[str, Any], blobs: dict[str, Path], *,
@@ -620,9 +614,9 @@ class RemoteHub:
         """
         validate_name(model)
         declared = {f["sha256"]: f["size"] for f in spec["files"] + spec.get("attachments", [])}
-        check = self._send("POST", f"/models/{quote(model)}/blobs/check", json={
-            "files": [{"sha256": s, "size": n} for s, n in declared.items()]})
-        present = set(check["present"])
+        present = self._send("POST", f"/models/{quote(model)}/blobs/check", json={
+            "files": [{"sha256": s, "size": n} for s, n in declared.items()]},
+            check=lambda d: U.sha_list_from_untrusted(d, source=self._source))
         files: list[tuple[str, Any]] = [
             ("spec", (None, json.dumps(spec).encode(), "application/json"))]
         opened: list[_Reader] = []
@@ -635,11 +629,12 @@ class RemoteHub:
                 opened.append(reader)
                 files.append(("blob", (sha, reader, "application/octet-stream")))
                 sent.append(sha)
-            d = self._send("POST", f"/models/{quote(model)}/versions", files=files)
+            info = self._send("POST", f"/models/{quote(model)}/versions", files=files,
+                              check=lambda d: self._version(d, expect_model=model))
         finally:
             for r in opened:
                 r.close()
-        return _version_from_doc(d), sent
+        return info, sent
 
     def register(self, model: str, path: str | os.PathLike[str], *, version: str | None = None,
                  bump: str | None = None, metadata: dict[str, Any] | None = None,
@@ -697,38 +692,44 @@ class RemoteHub:
         """
         del actor
         r = parse_ref(ref)
-        d = self._send("PUT", f"/models/{quote(r.name)}/aliases/{quote(alias, safe='')}",
-                       json={"ref": str(r), "expect": expect})
-        return cast(str | None, d.get("previous"))
+        return cast(str | None, self._send(
+            "PUT", f"/models/{quote(r.name)}/aliases/{quote(alias, safe='')}",
+            json={"ref": str(r), "expect": expect},
+            check=lambda d: U.version_field(d, "previous", source=self._source, optional=True)))
 
     def remove_alias(self, model: str, alias: str, *, expect: str | None = None,
                      actor: str | None = None) -> str:
         """Remove an alias; returns the version it pointed at."""
         del actor
         params = {"expect": expect} if expect is not None else None
-        d = self._send("DELETE", f"/models/{quote(model)}/aliases/{quote(alias, safe='')}",
-                       params=params)
-        return str(d["version"])
+        return str(self._send(
+            "DELETE", f"/models/{quote(model)}/aliases/{quote(alias, safe='')}", params=params,
+            check=lambda d: U.version_field(d, "version", source=self._source)))
 
     def rollback(self, model: str, alias: str, *, actor: str | None = None) -> str:
         """Move ``alias`` back to where it pointed before its last move."""
         del actor
-        d = self._send("POST", f"/models/{quote(model)}/aliases/{quote(alias, safe='')}/rollback")
-        return str(d["version"])
+        return str(self._send(
+            "POST", f"/models/{quote(model)}/aliases/{quote(alias, safe='')}/rollback",
+            check=lambda d: U.version_field(d, "version", source=self._source)))
 
     def revoke(self, ref: str, *, reason: str, actor: str | None = None) -> VersionInfo:
         """Revoke a version on the server."""
         del actor
         info = self.resolve(ref, include_revoked=True)
-        return _version_from_doc(self._send("POST", self._v(info.model, info.version) + "/revoke",
-                                            json={"reason": reason}))
+        return cast(VersionInfo, self._send(
+            "POST", self._v(info.model, info.version) + "/revoke", json={"reason": reason},
+            check=lambda d: self._version(d, expect_model=info.model,
+                                          expect_version=info.version)))
 
     def unrevoke(self, ref: str, *, actor: str | None = None) -> VersionInfo:
         """Undo a revocation on the server."""
         del actor
         info = self.resolve(ref, include_revoked=True)
-        return _version_from_doc(self._send("POST",
-                                            self._v(info.model, info.version) + "/unrevoke"))
+        return cast(VersionInfo, self._send(
+            "POST", self._v(info.model, info.version) + "/unrevoke",
+            check=lambda d: self._version(d, expect_model=info.model,
+                                          expect_version=info.version)))
 
     def delete(self, ref: str, *, confirm: bool = False, actor: str | None = None) -> VersionInfo:
         """Delete a version on the server (needs an admin token).
@@ -740,7 +741,7 @@ class RemoteHub:
         info = self.resolve(ref, include_revoked=True)
         if not confirm:
             raise InvalidInput(f"deleting {info.ref} cannot be undone; pass --yes to confirm")
-        self._send("DELETE", self._v(info.model, info.version))
+        self._send("DELETE", self._v(info.model, info.version), check=lambda d: d)
         return info
 
     # -- what only the hub's own host can do -------------------------------------------
@@ -765,17 +766,20 @@ class RemoteHub:
         raise self._local_only("import-registry")
 
 
-def _pump(body: _Body, out: Any, h: Any, *, have: int, limit: int, path: str,
-          expected: str, progress: Progress | None) -> int:
-    """Receive a body into ``out`` and hash it; returns the byte count reached.
+def _pump(body: _Body, w: PartialBlob, *, path: str, expected: str,
+          progress: Progress | None) -> None:
+    """Receive a body into the partial blob ``w``, hashing it; ``w.have`` follows the bytes.
 
     The receiving thread reads into one of a few preallocated buffers and hashes it
     while a writer thread writes the previous one (socket reads, hashlib and file
     writes all release the GIL). Reusing the buffers avoids allocating (and
-    page-faulting) a fresh one per chunk.
+    page-faulting) a fresh one per chunk. Whatever way this returns, every byte
+    counted in ``w.have`` was both hashed and written, so a resumed request starts
+    exactly there.
 
     Raises:
         IntegrityError: more bytes arrive than the manifest's size.
+        StoreUnavailable: the cache file could not be written (the partial is dropped).
         _Broken: the connection failed.
     """
     import queue
@@ -787,6 +791,7 @@ def _pump(body: _Body, out: Any, h: Any, *, have: int, limit: int, path: str,
         free.put(memoryview(bytearray(size)))
     full: queue.Queue[tuple[memoryview, int] | None] = queue.Queue()
     errors: list[BaseException] = []
+    out, h = w.file, w.hasher
 
     def writer() -> None:
         while (item := full.get()) is not None:
@@ -807,11 +812,11 @@ def _pump(body: _Body, out: Any, h: Any, *, have: int, limit: int, path: str,
             if not n:
                 free.put(buf)
                 break
-            have += n
-            if have > limit:
+            if w.have + n > w.size:
                 raise IntegrityError(path=path, expected=expected, actual="",
-                                     hint=f"the server sent more than {limit} bytes")
+                                     hint=f"the server sent more than {w.size} bytes")
             h.update(buf[:n])
+            w.have += n
             full.put((buf, n))
             if progress:
                 progress(n)
@@ -819,8 +824,8 @@ def _pump(body: _Body, out: Any, h: Any, *, have: int, limit: int, path: str,
         full.put(None)
         t.join()
     if errors:
-        raise errors[0]
-    return have
+        w.discard()
+        raise StoreUnavailable(f"cannot write {str(w.path)!r}: {errors[0]}")
 
 
 class _Broken(Exception):
@@ -937,26 +942,6 @@ def _walk(src: Path) -> list[tuple[str, Path]]:
     if not out:
         raise InvalidInput(f"input folder {str(src)!r} is empty")
     return sorted(out)
-
-
-def _link(blob: Path, dest: Path) -> None:
-    """Make ``dest`` name the verified blob (hardlink, else copy), replacing atomically."""
-    try:
-        if dest.exists() and os.path.samefile(blob, dest):
-            return
-    except OSError:
-        pass
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(blob, tmp)
-    except OSError:
-        import shutil
-
-        shutil.copyfile(blob, tmp)
-        os.chmod(tmp, 0o444)
-    os.replace(tmp, dest)
 
 
 def is_remote(location: object) -> bool:
