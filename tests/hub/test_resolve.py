@@ -14,7 +14,7 @@ def populated(hub, sample_file):
     """distill: 1.0.0, 1.2.0, 1.2.5, 2.0.0 registered, then 1.5.0 last; an alias."""
     for i, v in enumerate(["1.0.0", "1.2.0", "1.2.5", "2.0.0", "1.5.0"]):
         hub.register("distill", sample_file(256, seed=i), version=v)
-    hub.set_alias("distill@1.2.0", "production")
+    hub.set_alias("distill@1.2.0", "stable")
     return hub
 
 
@@ -28,7 +28,7 @@ def test_latest_is_highest_semver_not_newest(populated) -> None:
 @pytest.mark.parametrize(("ref", "version"), [
     ("distill@1.0.0", "1.0.0"),
     ("distill@v1.2.5", "1.2.5"),
-    ("distill@production", "1.2.0"),
+    ("distill@stable", "1.2.0"),
     ("distill@^1.2", "1.5.0"),
     ("distill@~1.2", "1.2.5"),
     ("distill@>=1.0,<2", "1.5.0"),
@@ -119,7 +119,7 @@ def test_revoked_versions_are_skipped(populated) -> None:
     assert populated.resolve(f"distill@sha256:{digest}", include_revoked=True).version == "2.0.0"
     populated.revoke("distill@1.2.0", reason="bad")
     with pytest.raises(NotFound, match="revoked"):
-        populated.resolve("distill@production")
+        populated.resolve("distill@stable")
     assert populated.resolve("distill@~1.2").version == "1.2.5"
     for v in ("1.0.0", "1.2.5", "1.5.0"):
         populated.revoke(f"distill@{v}", reason="all gone")
@@ -142,14 +142,14 @@ def test_unknown_refs_raise_not_found(populated, ref: str) -> None:
 def test_not_found_messages_help(populated) -> None:
     with pytest.raises(NotFound, match="known versions: .*2.0.0"):
         populated.resolve("distill@9.9.9")
-    with pytest.raises(NotFound, match="known aliases: production"):
+    with pytest.raises(NotFound, match="known aliases: stable"):
         populated.resolve("distill@staging")
     with pytest.raises(NotFound, match="known models: distill"):
         populated.resolve("nope")
 
 
 def test_path_follows_refs(populated) -> None:
-    for ref in ("distill", "distill@production", "distill@^1.2", "distill@1.0.0"):
+    for ref in ("distill", "distill@stable", "distill@^1.2", "distill@1.0.0"):
         v = populated.resolve(ref)
         p = populated.path(ref)
         assert p.is_absolute() and p.is_file()
@@ -160,6 +160,6 @@ def test_resolve_sees_changes_made_by_another_hub_object(populated, make_hub, sa
     assert populated.resolve("distill").version == "2.0.0"
     other = make_hub(populated.root)
     other.register("distill", sample_file(99, seed=42), version="3.0.0")
-    other.set_alias("distill@1.0.0", "production")
+    other.set_alias("distill@1.0.0", "stable")
     assert populated.resolve("distill").version == "3.0.0"
-    assert populated.resolve("distill@production").version == "1.0.0"
+    assert populated.resolve("distill@stable").version == "1.0.0"
