@@ -546,7 +546,7 @@ class Bench:
                     f"{z.resolve_first_calls}")
                 cached = ns_samples(hub.resolve, refs, z.resolve_calls)
                 first = ns_samples(hub.resolve, refs, z.resolve_first_calls,
-                                   before=hub._cache.clear)
+                                   before=hub.core.clear_resolve_cache)
                 parsed = {r: parse_ref(r) for r in refs}
 
                 def raw_one(r: str, parsed: dict[str, Any] = parsed) -> Any:
