@@ -127,11 +127,11 @@ class TestHubContract:
         v1 = hub.register("distill", sample_file(300, seed=1))
         v2 = hub.register("distill", sample_file(300, seed=2), bump="minor")
         v3 = hub.register("distill", sample_file(300, seed=3), bump="major")
-        hub.set_alias("distill@1.1.0", "production")
+        hub.set_alias("distill@1.1.0", "stable")
         assert hub.resolve("distill").version == "2.0.0"
         assert hub.resolve("distill@latest").version == "2.0.0"
         assert hub.resolve("distill@1.0.0").digest == v1.digest
-        assert hub.resolve("distill@production").version == "1.1.0"
+        assert hub.resolve("distill@stable").version == "1.1.0"
         assert hub.resolve("distill@^1.0").version == "1.1.0"
         assert hub.resolve("distill@~1.0").version == "1.0.0"
         assert hub.resolve(f"distill@sha256:{v3.digest}").version == "2.0.0"
@@ -152,9 +152,9 @@ class TestHubContract:
         # A second hub on the same index sees the same answers (its resolve cache is
         # keyed by the index's generation, so it follows changes made elsewhere).
         other = backend.hub()
-        assert other.resolve("distill@production").version == "1.1.0"
-        hub.set_alias("distill@1.0.0", "production", expect="1.1.0")
-        assert other.resolve("distill@production").version == "1.0.0"
+        assert other.resolve("distill@stable").version == "1.1.0"
+        hub.set_alias("distill@1.0.0", "stable", expect="1.1.0")
+        assert other.resolve("distill@stable").version == "1.0.0"
 
     # -- aliases ------------------------------------------------------------------------
     def test_aliases_with_expect_and_conflict(self, backend: Any,
@@ -162,17 +162,17 @@ class TestHubContract:
         hub = backend.hub()
         for i in range(3):
             hub.register("distill", sample_file(100, seed=i))
-        assert hub.set_alias("distill@1.0.0", "production", expect="") is None
+        assert hub.set_alias("distill@1.0.0", "stable", expect="") is None
         with pytest.raises(Conflict):
-            hub.set_alias("distill@1.0.1", "production", expect="")  # it exists now
+            hub.set_alias("distill@1.0.1", "stable", expect="")  # it exists now
         with pytest.raises(Conflict):
-            hub.set_alias("distill@1.0.1", "production", expect="1.0.2")  # wrong belief
-        assert hub.resolve("distill@production").version == "1.0.0"
-        assert hub.set_alias("distill@1.0.1", "production", expect="1.0.0") == "1.0.0"
-        assert hub.set_alias("distill@1.0.2", "production") == "1.0.1"  # no expect: forced
-        assert hub.rollback("distill", "production") == "1.0.1"
+            hub.set_alias("distill@1.0.1", "stable", expect="1.0.2")  # wrong belief
+        assert hub.resolve("distill@stable").version == "1.0.0"
+        assert hub.set_alias("distill@1.0.1", "stable", expect="1.0.0") == "1.0.0"
+        assert hub.set_alias("distill@1.0.2", "stable") == "1.0.1"  # no expect: unconditional
+        assert hub.rollback("distill", "stable") == "1.0.1"
         hub.set_alias("distill@1.0.2", "staging")
-        assert {a.alias: a.version for a in hub.aliases("distill")} == {"production": "1.0.1",
+        assert {a.alias: a.version for a in hub.aliases("distill")} == {"stable": "1.0.1",
                                                                        "staging": "1.0.2"}
         with pytest.raises(Conflict):
             hub.remove_alias("distill", "staging", expect="1.0.0")
@@ -180,14 +180,14 @@ class TestHubContract:
         with pytest.raises(NotFound):
             hub.resolve("distill@staging")
         moves = [(m.alias, m.version, m.previous) for m in hub.alias_history("distill")]
-        assert moves == [("production", "1.0.0", None), ("production", "1.0.1", "1.0.0"),
-                         ("production", "1.0.2", "1.0.1"), ("production", "1.0.1", "1.0.2"),
+        assert moves == [("stable", "1.0.0", None), ("stable", "1.0.1", "1.0.0"),
+                         ("stable", "1.0.2", "1.0.1"), ("stable", "1.0.1", "1.0.2"),
                          ("staging", "1.0.2", None), ("staging", None, "1.0.2")]
         # An alias given at registration is set in the same transaction.
         v = hub.register("distill", sample_file(100, seed=9), alias="canary")
         assert hub.resolve("distill@canary").version == v.version == "1.0.3"
         with pytest.raises(NotFound):
-            hub.set_alias("distill@7.0.0", "production")
+            hub.set_alias("distill@7.0.0", "stable")
         assert hub.fsck().ok
 
     # -- revoke, delete -----------------------------------------------------------------
@@ -213,7 +213,7 @@ class TestHubContract:
         hub.register("distill", sample_file(100, seed=1))
         log = tmp_path / "run.log"
         log.write_text("x")
-        v = hub.register("distill", sample_file(100, seed=2), alias="production",
+        v = hub.register("distill", sample_file(100, seed=2), alias="stable",
                          attachments=[("log", log)])
         lora = hub.register("lora", _folder(tmp_path / "ad", {"a.bin": b"a", "b/c.json": b"{}"}))
         before = backend.keys()
@@ -222,7 +222,7 @@ class TestHubContract:
             hub.delete("distill@1.0.1")  # not confirmed
         with pytest.raises(Conflict):
             hub.delete("distill@1.0.1", confirm=True)  # an alias names it
-        hub.remove_alias("distill", "production")
+        hub.remove_alias("distill", "stable")
         gone = hub.delete("distill@1.0.1", confirm=True)
         assert gone.version == "1.0.1"
         with pytest.raises(NotFound):
@@ -335,8 +335,8 @@ class TestHubContract:
     def test_event_chain_verifies(self, backend: Any, sample_file: Callable[..., Path]) -> None:
         hub = backend.hub()
         hub.register("distill", sample_file(100, seed=1))
-        hub.register("distill", sample_file(100, seed=2), alias="production")
-        hub.set_alias("distill@1.0.0", "production", expect="1.0.1")
+        hub.register("distill", sample_file(100, seed=2), alias="stable")
+        hub.set_alias("distill@1.0.0", "stable", expect="1.0.1")
         hub.revoke("distill@1.0.1", reason="bad")
         hub.delete("distill@1.0.1", confirm=True)
         evs = hub.events()

@@ -36,13 +36,13 @@ def one_line_error(r, code: int, *needles: str) -> str:  # type: ignore[no-untyp
 
 @pytest.fixture
 def reg(cli, sample_file, tmp_path):
-    """distill 1.0.0 (with a report) and 1.1.0 (alias production), via the CLI."""
+    """distill 1.0.0 (with a report) and 1.1.0 (alias stable), via the CLI."""
     rep = tmp_path / "report.md"
     rep.write_text("# report\n")
     ok(cli("register", "distill", sample_file(3000, seed=1, name="student.onnx"),
            "--attach", f"report={rep}", "--meta", "metrics.accuracy=0.9"))
     ok(cli("register", "distill", sample_file(3000, seed=2, name="student.onnx"), "--bump",
-           "minor", "--meta", "metrics.accuracy=0.95", "--alias", "production"))
+           "minor", "--meta", "metrics.accuracy=0.95", "--alias", "stable"))
     return cli
 
 
@@ -142,17 +142,17 @@ def test_register_folder_and_progress_bar(cli, hub, tmp_path, monkeypatch) -> No
 def test_read_commands_json(reg, hub) -> None:
     models = ok(reg("list", "--json")).json()
     assert models == [{"model": "distill", "versions": 2, "latest": "1.1.0",
-                       "aliases": {"production": "1.1.0"}}]
+                       "aliases": {"stable": "1.1.0"}}]
     assert "distill" in ok(reg("list")).stdout
     vs = ok(reg("versions", "distill", "--json")).json()
-    assert [(v["version"], v["aliases"]) for v in vs] == [("1.0.0", []), ("1.1.0", ["production"])]
+    assert [(v["version"], v["aliases"]) for v in vs] == [("1.0.0", []), ("1.1.0", ["stable"])]
     assert "1.1.0" in ok(reg("versions", "distill")).stdout
     show = ok(reg("show", "distill@1.0.0", "--json")).json()
     assert show["version"] == "1.0.0" and len(show["files"]) == 2
     assert show["metadata"]["metrics"] == {"accuracy": 0.9}
     assert "student_v1.0.0_report.md" in ok(reg("show", "distill@1.0.0")).stdout
-    p = ok(reg("path", "distill@production", "--json")).json()
-    assert p == {"ref": "distill@production", "path": str(hub.path("distill@production"))}
+    p = ok(reg("path", "distill@stable", "--json")).json()
+    assert p == {"ref": "distill@stable", "path": str(hub.path("distill@stable"))}
     assert ok(reg("path", "distill@1.0.0")).stdout == f"{hub.path('distill@1.0.0')}\n"
     v = ok(reg("verify", "--json")).json()
     assert v["ok"] and v["files"] == 3 and v["hashed"] == 0
@@ -160,7 +160,7 @@ def test_read_commands_json(reg, hub) -> None:
     assert v["ok"] and v["hashed"] == 2 and v["deep"]
     assert ok(reg("verify", "--model", "distill", "--deep")).stdout.startswith("OK: 2 versions")
     al = ok(reg("alias", "list", "--json")).json()
-    assert [(a["alias"], a["version"]) for a in al] == [("production", "1.1.0")]
+    assert [(a["alias"], a["version"]) for a in al] == [("stable", "1.1.0")]
     hist = ok(reg("alias", "history", "distill", "--json")).json()
     assert [(m["previous"], m["version"]) for m in hist] == [(None, "1.1.0")]
     log = ok(reg("log", "--json")).json()
@@ -197,7 +197,7 @@ def test_write_commands(reg, hub, tmp_path, registry_ok) -> None:
     assert ok(reg("show", "distill@1.0.0", "--include-revoked", "--json")).json()["revoked"]
     ok(reg("revoke", "distill@1.0.0", "--reason", "x", "--undo"))
     one_line_error(reg("delete", "distill@1.0.0"), 5, "--yes")
-    one_line_error(reg("delete", "distill@1.1.0", "--yes"), 9, "production")
+    one_line_error(reg("delete", "distill@1.1.0", "--yes"), 9, "stable")
     assert ok(reg("delete", "distill@1.0.0", "--yes")).stdout.strip() == "deleted distill@1.0.0"
     registry_ok(hub)
     out = tmp_path / "exported.json"
@@ -233,7 +233,7 @@ def test_import_registry_command(cli, hub, tmp_path) -> None:
     (("show", "distill@9.9.9"), 3, "known versions"),
     (("versions", "nope"), 3, "nope"),
     (("alias", "rm", "distill", "canary"), 3, "not found"),
-    (("alias", "rollback", "distill", "production"), 3, "no earlier version"),
+    (("alias", "rollback", "distill", "stable"), 3, "no earlier version"),
     (("path", "distill@sha256:zz"), 5, "digest"),
     (("path", "../etc"), 5, ""),
     (("path", "distill@^y"), 5, ""),
@@ -345,7 +345,7 @@ def run_console(*args: str, env: dict[str, str] | None = None) -> subprocess.Com
 def path_hub(hub, sample_file, tmp_path):
     for i, v in enumerate(["1.0.0", "1.2.0", "2.0.0-rc.1", "1.5.0"]):
         hub.register("distill", sample_file(64, seed=i, name="student.onnx"), version=v)
-    hub.set_alias("distill@1.2.0", "production")
+    hub.set_alias("distill@1.2.0", "stable")
     d = tmp_path / "adapter"
     d.mkdir()
     (d / "a.bin").write_bytes(b"a")
@@ -357,7 +357,7 @@ def path_hub(hub, sample_file, tmp_path):
 
 def refs_for(h) -> list[str]:  # type: ignore[no-untyped-def]
     digest = h.resolve("distill@1.2.0").digest
-    return ["distill", "distill@latest", "distill@production", "distill@^1.0", "distill@~1.2",
+    return ["distill", "distill@latest", "distill@stable", "distill@^1.0", "distill@~1.2",
             "distill@>=1.0,<1.5", "distill@1.0.0", "distill@2.0.0-rc.1",
             f"distill@sha256:{digest}", f"distill@sha256:{digest[:10]}", "lora", "lora@1.0.0"]
 
@@ -374,19 +374,19 @@ def test_console_script_path_matches_hub_path(path_hub) -> None:
         # ...and so does the installed console script, with --hub or $SENTENIALX_HUB.
         r = run_console("models", "path", ref, "--hub", root)
         assert (r.returncode, r.stdout, r.stderr) == (0, expected + "\n", ""), ref
-    r = run_console("models", "path", "distill@production", env={"SENTENIALX_HUB": root})
-    assert r.stdout == str(path_hub.path("distill@production")) + "\n"
+    r = run_console("models", "path", "distill@stable", env={"SENTENIALX_HUB": root})
+    assert r.stdout == str(path_hub.path("distill@stable")) + "\n"
 
 
 def test_fast_path_does_not_load_the_full_stack(path_hub) -> None:
     code = ("import sys\nfrom sentenialx.cli import main\n"
-            f"main(['models', 'path', 'distill@production', '--hub', {str(path_hub.root)!r}])\n"
+            f"main(['models', 'path', 'distill@stable', '--hub', {str(path_hub.root)!r}])\n"
             "heavy = [m for m in ('sqlalchemy', 'click', 'rich', 'alembic') if m in sys.modules]\n"
             "print('HEAVY', heavy)\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                        check=False)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.splitlines() == [str(path_hub.path("distill@production")), "HEAVY []"]
+    assert r.stdout.splitlines() == [str(path_hub.path("distill@stable")), "HEAVY []"]
 
 
 @pytest.mark.parametrize(("ref", "code"), [

@@ -233,14 +233,19 @@ def test_import_registry_in_place(make_hub, tmp_path, registry_ok) -> None:
     """The seed's own models/artifacts opened as a hub adopts its files where they are."""
     root = tmp_path / "models" / "artifacts"
     data = make_seed_store(root)
+    seed_files = {rel: (root / rel).stat().st_ino
+                  for rel in ("distill/threat_student_v1.2.0.onnx", "encoder/encoder.pt")}
     h = make_hub(root)
     out = h.import_registry(root / "registry.json")
     assert sorted(v.ref for v in out) == ["distill@1.2.0", "encoder@0.3.1"]
     for model, b in data.items():
         assert h.open(model) == b
     reg = registry_ok(h)
-    # The seed's readers still find the weights under the same name.
+    # The seed's readers still find the weights under the same name: each seed file is
+    # adopted where it lies (same inode), nothing in the hub folder renamed or removed.
     assert reg["distill"]["file"] == "distill/threat_student_v1.2.0.onnx"
+    assert reg["encoder"]["file"] == "encoder/encoder.pt"
+    assert {rel: (root / rel).stat().st_ino for rel in seed_files} == seed_files
     assert h.fsck(deep=True).ok
     assert h.gc(grace=timedelta(0)).removed == []
     assert h.verify(deep=True).ok

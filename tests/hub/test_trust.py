@@ -171,7 +171,8 @@ def test_tool_signature_verifies_in_the_hub(kind: str, hub: Hub, versions: dict[
     assert hub.fsck().ok, hub.fsck().problems
 
 
-def _tamper(hub: Hub, info: VersionInfo, mutation: str) -> None:
+def _tamper(hub: Hub, info: VersionInfo, mutation: str) -> Path:
+    """Change the stored bytes; returns their path (``hub.path`` refuses it from now on)."""
     stored = hub.path(info.ref)
     if mutation == "flip":
         target = stored if stored.is_file() else stored / "tok" / "vocab.txt"
@@ -182,6 +183,7 @@ def _tamper(hub: Hub, info: VersionInfo, mutation: str) -> None:
         (stored / "tok" / "vocab.txt").unlink()
     else:  # pragma: no cover
         raise AssertionError(mutation)
+    return stored
 
 
 TAMPERING = [("file", "flip"), ("dir", "flip"), ("dir", "add"), ("dir", "remove")]
@@ -195,11 +197,12 @@ def test_tampering_after_a_hub_signature_fails_in_both(kind: str, mutation: str,
     info = versions[kind]
     trust(cli, signer)
     hub.sign(info.ref, signer.priv)
-    ok(cli("alias", "set", info.ref, "production"))
+    # Signed by a trusted key, but no metrics or provenance: production only by --force.
+    ok(cli("alias", "set", info.ref, "production", "--force"))
     assert hub.read_files(info.ref)  # production, enforced, clean: fine
-    _tamper(hub, info, mutation)
+    stored = _tamper(hub, info, mutation)
 
-    proc = tool_verify(hub.path(info.ref), sig_path(hub, info), signer)
+    proc = tool_verify(stored, sig_path(hub, info), signer)
     assert proc.returncode != 0
     assert {"flip": "Hash mismatch", "add": "Extra files", "remove": "Missing files"}[mutation] \
         in proc.stderr + proc.stdout
@@ -226,13 +229,18 @@ def test_tool_signature_of_tampered_bytes_fails_in_the_hub(kind: str, mutation: 
     the statement no longer matches the registered manifest, so the hub refuses it."""
     info = versions[kind]
     trust(cli, signer)
-    _tamper(hub, info, mutation)
-    tool_sign(hub.path(info.ref), signer, sig_path(hub, info))
+    stored = _tamper(hub, info, mutation)
+    with pytest.raises(IntegrityError if mutation == "flip" else (IntegrityError, NotFound)):
+        hub.path(info.ref)  # path() verifies like load() and never hands the changed bytes out
+    tool_sign(stored, signer, sig_path(hub, info))
     with pytest.raises(SignatureError) as exc:
         hub.verify_signature(hub.resolve(info.ref))
     assert exc.value.version == info.ref
     assert exc.value.found_keys == (signer.kid,)
-    ok(cli("alias", "set", info.ref, "production"))
+    # The signature gate refuses it, so production gets it only by --force.
+    r = cli("alias", "set", info.ref, "production")
+    assert r.exit_code == 12 and "signature" in r.stderr
+    ok(cli("alias", "set", info.ref, "production", "--force"))
     with pytest.raises(SignatureError):
         hub.read_files(f"{info.model}@production")
 
@@ -258,13 +266,20 @@ def test_wrong_key_fails_in_both(kind: str, hub: Hub, versions: dict[str, Versio
 # -- the policy: enforce / warn / off ----------------------------------------------------------
 @pytest.fixture
 def production(hub: Hub, file_version: VersionInfo, cli: Cli) -> VersionInfo:
-    """``distill@1.0.0`` is ``production``; nothing is signed or trusted yet."""
-    ok(cli("alias", "set", file_version.ref, "production"))
+    """``distill@1.0.0`` is ``production`` (forced past its gates); nothing is signed or
+    trusted yet."""
+    ok(cli("alias", "set", file_version.ref, "production", "--force"))
     return file_version
 
 
+def _stored_file(hub: Hub, info: VersionInfo) -> Path:
+    """The stored weights file, straight from the hub folder: ``hub.path`` would apply the
+    very policy these tests exercise."""
+    return hub.root / info.model / info.files[0].path
+
+
 def _stored_bytes(hub: Hub, info: VersionInfo) -> bytes:
-    return hub.path(info.ref).read_bytes()
+    return _stored_file(hub, info).read_bytes()
 
 
 def test_production_defaults_to_enforce(hub: Hub, production: VersionInfo, signer: Keys,
@@ -275,6 +290,8 @@ def test_production_defaults_to_enforce(hub: Hub, production: VersionInfo, signe
     for read in (lambda: hub.open_bytes("distill@production"),
                  lambda: hub.read_files("distill@production"),
                  lambda: hub.load("distill@production"),
+                 lambda: hub.path("distill@production"),  # path() applies the policy too
+                 lambda: hub.path("distill@1.0.0"),
                  lambda: hub.open_bytes("distill@1.0.0")):  # the alias, not the ref, decides
         with pytest.raises(SignatureError) as exc:
             read()
@@ -283,8 +300,10 @@ def test_production_defaults_to_enforce(hub: Hub, production: VersionInfo, signe
         assert e.found_keys == () and e.trusted_keys == (signer.kid,)
         assert "not signed" in str(e)
     # A version no alias of the policy names is not checked (default "off").
-    other = hub.register("distill", hub.path("distill@1.0.0"), version="1.1.0", name="other")
+    other = hub.register("distill", _stored_file(hub, production), version="1.1.0",
+                         name="other")
     assert hub.open_bytes(other.ref) == _stored_bytes(hub, other)
+    assert hub.path(other.ref) == _stored_file(hub, other)
     # Once signed by a trusted key, production opens.
     hub.sign("distill@1.0.0", signer.priv)
     assert hub.open_bytes("distill@production") == _stored_bytes(hub, production)
@@ -317,6 +336,11 @@ def test_warn_mode_logs_and_returns_the_bytes(hub: Hub, production: VersionInfo,
     assert len(recs) == 1 and recs[0].levelno == logging.WARNING
     assert "distill@1.0.0" in recs[0].getMessage() and "not signed" in recs[0].getMessage()
     assert "alias production" in recs[0].getMessage()
+    # path() applies the same policy: in warn mode it hands the path out, with a warning.
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="sentenialx.trust"):
+        assert hub.path("distill@production") == _stored_file(hub, production)
+    assert [r.levelno for r in caplog.records if r.name == "sentenialx.trust"] == [logging.WARNING]
     # Wrongly signed: still a warning, naming both keys.
     hub.sign(production.ref, stranger.priv)
     caplog.clear()
@@ -360,8 +384,10 @@ def test_mode_for_models_and_default(hub: Hub, versions: dict[str, VersionInfo],
 def test_revoking_a_key_untrusts_what_only_it_signed(hub: Hub, sample_file: Callable[..., Path],
                                                      signer: Keys, stranger: Keys,
                                                      cli: Cli) -> None:
-    a = hub.register("distill", sample_file(3000, seed=1), alias="production")
-    b = hub.register("lora", sample_file(3000, seed=2), alias="production")
+    a = hub.register("distill", sample_file(3000, seed=1))
+    b = hub.register("lora", sample_file(3000, seed=2))
+    for info in (a, b):  # no metrics or provenance: production only by force
+        hub.set_alias(info.ref, "production", force=True)
     trust(cli, signer)
     trust(cli, stranger)
     hub.sign(a.ref, signer.priv)
@@ -404,9 +430,10 @@ def test_revoking_the_hub_key_beats_the_users_copy(hub: Hub, production: Version
 def test_key_trusted_for_a_model_pattern_only(hub: Hub, sample_file: Callable[..., Path],
                                               signer: Keys, cli: Cli) -> None:
     trust(cli, signer, "lora*")
-    infos = [hub.register(m, sample_file(2000, seed=i), alias="production")
+    infos = [hub.register(m, sample_file(2000, seed=i))
              for i, m in enumerate(["lora", "lora-big", "distill"])]
     for info in infos:
+        hub.set_alias(info.ref, "production", force=True)
         hub.sign(info.ref, signer.priv)
     assert hub.open_bytes("lora@production") and hub.open_bytes("lora-big@production")
     with pytest.raises(SignatureError) as exc:

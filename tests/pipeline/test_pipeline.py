@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from sentenialx.hub.errors import IntegrityError, SignatureError, StateError
+from sentenialx.hub.errors import GateFailed, IntegrityError, SignatureError, StateError
 from sentenialx.hub.hub import Hub
 from sentenialx.hub.signing import generate_keypair
 from sentenialx.hub.state import StateGuard, create_hub_key
@@ -343,10 +343,13 @@ def test_last_error_clears_when_the_alias_comes_back(staged: Hub, trained_hub: A
 
 def test_building_on_a_broken_release_raises(staged: Hub, trained_hub: Any) -> None:
     bad = trained_hub.register_alt(staged)
-    _flip_a_byte(staged.path(bad.ref))
+    stored = staged.path(bad.ref)
+    _flip_a_byte(stored)
     with pytest.raises(IntegrityError) as ei:
         build_inference_pipeline(staged, classifier=bad.ref)
-    assert ei.value.path == staged.path(bad.ref).name
+    assert ei.value.path == stored.name
+    with pytest.raises(IntegrityError):  # path() verifies too: no way around the check
+        staged.path(bad.ref)
 
 
 # -- LoRA ---------------------------------------------------------------------------------------
@@ -417,7 +420,10 @@ def signed_hub(trained_copy: Callable[..., Hub], tmp_path: Path) -> tuple[Hub, K
 
 def test_enforce_refuses_unsigned_and_wrongly_signed_production(signed_hub: tuple[Hub, Keys]) -> None:
     h, keys = signed_hub
-    h.set_alias("distill@1.0.0", "production")
+    # Unsigned, so its gates fail: only a forced move makes it production.
+    with pytest.raises(GateFailed):
+        h.set_alias("distill@1.0.0", "production")
+    h.set_alias("distill@1.0.0", "production", force=True)
     with pytest.raises(SignatureError) as ei:
         build_inference_pipeline(h, classifier="distill@production")
     assert "not signed" in str(ei.value) and "distill@1.0.0" in str(ei.value)
@@ -440,7 +446,7 @@ def test_warn_logs_and_serves(signed_hub: tuple[Hub, Keys], held_out: Any, how: 
                               caplog: pytest.LogCaptureFixture) -> None:
     h, keys = signed_hub
     caplog.set_level(logging.WARNING, logger=TRUST_LOG)
-    h.set_alias("distill@1.0.0", "production")
+    h.set_alias("distill@1.0.0", "production", force=True)  # unsigned: past the gates
     if signer == "rogue":
         h.sign("distill@1.0.0", keys.rogue)
     if how == "policy":
@@ -470,7 +476,11 @@ def test_following_pipeline_refuses_an_unsigned_new_production(
     texts = list(held_out.texts)
     before = pipe.predict(texts)
     alt = trained_hub.register_alt(h)
-    h.set_alias(alt.ref, "production")  # an alias move that skips the gates
+    # A plain alias move is held by the gates; an operator has to force it past them.
+    with pytest.raises(GateFailed, match="signature"):
+        h.set_alias(alt.ref, "production")
+    assert pipe.predict(texts) == before and pipe.last_error is None
+    h.set_alias(alt.ref, "production", force=True)
     assert pipe.predict(texts) == before
     assert pipe.swaps == 0 and pipe.versions["classifier"] == "distill@1.0.0"
     assert pipe.last_error and pipe.last_error.startswith("SignatureError")

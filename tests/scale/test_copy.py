@@ -57,7 +57,8 @@ def build_source(root: Path, inputs: Path, *, big: int = 20 * MiB) -> tuple[Hub,
     hub.register("distill", _write(inputs / "threat_student3.onnx", _bytes(1000, 4)),
                  name="threat_student")
     hub.revoke("distill@1.0.2", reason="leaks a canary string")
-    hub.set_alias("distill@1.0.1", "production")
+    # production is gated and 1.0.1 is not yet signed: a forced move, recorded as such.
+    hub.set_alias("distill@1.0.1", "production", force=True)
     hub.set_alias("distill@1.0.0", "staging")
     adapter = inputs / "adapter"
     _write(adapter / "adapter_model.bin", _bytes(50_000, 5))
