@@ -46,7 +46,7 @@ from sentenialx.hub.refs import (
     validate_name,
     validate_relpath,
 )
-from sentenialx.hub.release import ReleaseMixin
+from sentenialx.hub.release import ReleaseMixin, unrecorded_signatures
 from sentenialx.hub.store.base import Source
 from sentenialx.hub.store.local import TMP_PREFIX, LocalStore
 from sentenialx.hub.values import (
@@ -674,8 +674,12 @@ class Hub(ReleaseMixin):
         """The history, oldest first."""
         return self.index.events(model=model, limit=limit)
 
-    def verify_log(self) -> ChainReport:
-        """Check the whole event chain in the index, then its export (events.jsonl) against it."""
+    def verify_log(self, *, pubkey: Any = None) -> ChainReport:
+        """Check the whole event chain in the index, then its export (events.jsonl) against it.
+
+        ``pubkey`` pins the hub's public key (object, PEM or PEM path): the signed head
+        must verify with it, whatever the folder's trust/hub_key.pub says.
+        """
         events = self.index.events()
         rep = verify_chain(events)
         if not rep.ok:
@@ -700,7 +704,7 @@ class Hub(ReleaseMixin):
                                        " (one of them was edited)")
         from sentenialx.hub.state import check_signed_head
 
-        why = check_signed_head(self)
+        why = check_signed_head(self, pubkey=pubkey)
         if why is not None:
             return ChainReport(False, rep.count, rep.head, None, why)
         return rep
@@ -1018,7 +1022,7 @@ class Hub(ReleaseMixin):
         return out
 
     def fsck(self, model: str | None = None, *, deep: bool = False,
-             grace: timedelta = timedelta(hours=1)) -> FsckReport:
+             grace: timedelta = timedelta(hours=1), pubkey: Any = None) -> FsckReport:
         """Check the index, files, sidecars, registry.json and the event chain against each other.
 
         Raises:
@@ -1032,7 +1036,8 @@ class Hub(ReleaseMixin):
         rep.versions = len(versions)
         for v in versions:
             rep.problems.extend(self._check_sidecars(v))
-        chain = self.verify_log()
+        rep.problems.extend(unrecorded_signatures(self.index, self.store, versions))
+        chain = self.verify_log(pubkey=pubkey)
         rep.events, rep.chain_head = chain.count, chain.head
         if not chain.ok:
             rep.problems.append(Problem("chain", "events", chain.reason))
