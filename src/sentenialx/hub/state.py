@@ -43,6 +43,17 @@ KEY_ENV = "SENTENIALX_HUB_KEY"
 PASSPHRASE_ENV = "SENTENIALX_HUB_KEY_PASSPHRASE"
 
 
+_WARNED: set[str] = set()
+
+
+def _warn_once(fmt: str, *args: object) -> None:
+    """Log a key-configuration warning once per process, not on each of a write's reads."""
+    msg = fmt % args
+    if msg not in _WARNED:
+        _WARNED.add(msg)
+        log.warning("%s", msg)
+
+
 def _legacy_message(root: Path) -> str:
     return (f"{root / LEGACY_HUB_KEY}: the hub's private key is inside the hub folder, where"
             " anyone who can write the folder can re-sign a rewritten history; move it out"
@@ -93,32 +104,54 @@ def load_hub_key(root: Path) -> Any | None:
     """
     root = Path(root)
     pub = root / HUB_PUB
-    path = hub_key_path(root)
-    if (root / LEGACY_HUB_KEY).exists() and (path is None or inside(path, root)):
-        log.warning("%s", _legacy_message(root))
+    if (root / LEGACY_HUB_KEY).exists() and not _configured_outside(root):
+        _warn_once("%s", _legacy_message(root))
         return None
     if not pub.is_file():
         return None
-    if path is None:
-        log.warning("hub %s has a key but this writer was not given it (set $%s or hub_key in"
-                    " hub.toml); the signed head is not refreshed", root, KEY_ENV)
-        return None
-    if inside(path, root):
-        log.warning("hub key %s is inside the hub folder %s; refusing to use it", path, root)
-        return None
-    try:
-        key = read_hub_key(path)
-        mine = hub_public_key(root)
-    except (InvalidInput, NotFound) as exc:
-        log.warning("hub key not used: %s; the signed head is not refreshed", exc)
+    key = writer_key(root)
+    if key is None:
         return None
     from sentenialx.hub.signing import key_id
 
+    try:
+        mine = hub_public_key(root)
+    except InvalidInput as exc:
+        _warn_once("hub key not used: %s", exc)
+        return None
     if mine is None or key_id(key.public_key()) != key_id(mine):
-        log.warning("hub key %s is not the key %s names; the signed head is not refreshed",
-                    path, pub)
+        _warn_once("the hub key this writer holds is not the key %s names; the signed head is"
+                    " not refreshed", pub)
         return None
     return key
+
+
+def _configured_outside(root: Path) -> bool:
+    path = hub_key_path(root)
+    return path is not None and not inside(path, root)
+
+
+def writer_key(root: Path) -> Any | None:
+    """The private key this process is given for the hub (outside its folder), or None.
+
+    Unlike :func:`load_hub_key` it is not compared with the folder's public key: it is
+    what a writer holding the key checks the folder against.
+    """
+    root = Path(root)
+    path = hub_key_path(root)
+    if path is None:
+        if (root / HUB_PUB).is_file():
+            _warn_once("hub %s has a key but this writer was not given it (set $%s or hub_key"
+                        " in hub.toml); the signed head is not refreshed", root, KEY_ENV)
+        return None
+    if inside(path, root):
+        _warn_once("hub key %s is inside the hub folder %s; refusing to use it", path, root)
+        return None
+    try:
+        return read_hub_key(path)
+    except (InvalidInput, NotFound) as exc:
+        _warn_once("hub key not used: %s; the signed head is not refreshed", exc)
+        return None
 
 
 def read_hub_key(path: Path) -> Any:
@@ -381,9 +414,13 @@ def check_signed_head(hub: Any, *, pubkey: PubKeyLike | None = None) -> str | No
             return (f"{HUB_PUB} is not the pinned hub key ({key_id(folder_pub)[:12]}…, pinned"
                     f" {key_id(key)[:12]}…): it was replaced, so the folder cannot be trusted")
     else:
-        priv = load_hub_key(root)
-        if priv is not None:
+        priv = writer_key(root) if folder_pub is not None else None
+        if priv is not None and folder_pub is not None:
             key, source = priv.public_key(), "the hub key this writer holds"
+            if key_id(folder_pub) != key_id(key):
+                return (f"{HUB_PUB} is not the public half of the hub key this writer holds"
+                        f" ({key_id(folder_pub)[:12]}…, held {key_id(key)[:12]}…): it was"
+                        " replaced")
         elif folder_pub is not None:
             key, source = folder_pub, f"{HUB_PUB}"
     p = root / HEAD
@@ -430,7 +467,7 @@ def signed_head_broken(hub: Any) -> bool:
     doc = _read_head(hub)
     if doc is None or "sig" not in doc:
         return False
-    priv = load_hub_key(hub.root)
+    priv = writer_key(hub.root) if (hub.root / HUB_PUB).is_file() else None
     try:
         pub = priv.public_key() if priv is not None else hub_public_key(hub.root)
     except InvalidInput:
