@@ -367,3 +367,24 @@ def test_an_in_folder_hub_key_is_refused_until_moved_out(hub: Hub, cli: Cli,
     assert key_id(load_private_key(out).public_key()) == kid  # same key: pins stay valid
     ok(cli("log", "--verify", "--hub-pubkey", hub.root / HUB_PUB))
     verify_doc(load_public_key(hub.root / HUB_PUB), head(hub))
+
+
+def test_cli_adopts_a_tool_signature_only_when_it_verifies(hub: Hub, cli: Cli,
+                                                           sample_file: Callable[..., Path],
+                                                           release_key: tuple[Path, Path, str],
+                                                           tmp_path: Path) -> None:
+    priv, pub, kid = release_key
+    a = hub.register("distill", sample_file(2000, seed=1))
+    b = hub.register("distill", sample_file(2000, seed=2))
+    trust_enforced(hub, pub, "distill")
+    _, files = hub.signature_subject(a)
+    tool_made = tmp_path / "a.sig"
+    tool_made.write_bytes(sign_files(files, model_name=hub.weights_entry(a).path,
+                                     private_key=load_private_key(priv)))
+    r = cli("sign", b.ref, "--adopt", tool_made)  # a's bundle is not b's
+    assert r.exit_code != 0 and "changed since signing" in r.stderr, r.stderr
+    assert not sig_file(hub, b).exists() and not [e for e in hub.events() if e.kind == "sign"]
+    assert cli("sign", a.ref, "--adopt", tool_made, "--key", priv).exit_code == 5
+    ok(cli("sign", a.ref, "--adopt", tool_made))
+    assert hub.verify_signature(hub.resolve(a.ref)) == kid
+    assert not [p for p in hub.fsck().problems if p.kind == "signature"]

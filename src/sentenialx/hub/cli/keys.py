@@ -190,15 +190,26 @@ def gate(alias: str, mins: tuple[str, ...], maxs: tuple[str, ...],
 
 @click.command()
 @click.argument("ref")
-@click.option("--key", "key_path", required=True, type=click.Path(path_type=Path, exists=True),
+@click.option("--key", "key_path", type=click.Path(path_type=Path, exists=True),
               help="Private key PEM.")
+@click.option("--adopt", "adopt", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              help="Instead of signing, record this `model_signing sign key` bundle as REF's"
+                   " signature (it must verify with a trusted key).")
 @click.option("--passphrase-env", metavar="VAR", help="The key's passphrase is in $VAR.")
 @hub_option
 @json_option
-def sign(ref: str, key_path: Path, passphrase_env: str | None, hub_path: str | None,
-         as_json: bool) -> None:
+def sign(ref: str, key_path: Path | None, adopt: Path | None, passphrase_env: str | None,
+         hub_path: str | None, as_json: bool) -> None:
     """Sign REF: an OpenSSF model-signing .sig beside it, plus signed provenance."""
-    out = open_hub(hub_path).sign(ref, key_path, passphrase=_passphrase(passphrase_env))
+    if (key_path is None) == (adopt is None):
+        raise InvalidInput("give exactly one of --key KEY (sign) or --adopt SIG (record a"
+                           " signature made with the model_signing tool)")
+    hub = open_hub(hub_path)
+    if adopt is not None:
+        out = hub.adopt_signature(ref, adopt.read_bytes())
+    else:
+        assert key_path is not None
+        out = hub.sign(ref, key_path, passphrase=_passphrase(passphrase_env))
     if as_json:
         print_json(out)
     else:
