@@ -25,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from sentenialx.hub._tokens import Tokens
 from sentenialx.hub.errors import (
     AlreadyExists,
     HubError,
@@ -120,6 +121,7 @@ class Hub(ReleaseMixin):
             # Bytes in another folder; the views stay in this one.
             self.store = LocalStore(_local_path(store_url, self.root))
         self.index = SqlIndex(index_url or f"sqlite:///{self.root / REGISTRY_DB}")
+        self.tokens = Tokens(self.index)
         self._cache: dict[tuple[str, bool], tuple[int, VersionInfo]] = {}
         self._cache_gen = -1
         # Scale-suite fix: with an index shared by many machines (PostgreSQL), the others'

@@ -53,12 +53,6 @@ log = logging.getLogger("sentenialx.remote")
 CHUNK = 1024 * 1024
 RETRIES = 4
 """How many times a broken download is resumed before giving up."""
-_STATUS_ERRORS: dict[int, type[HubError]] = {
-    400: InvalidInput, 401: E.Unauthenticated, 403: E.PermissionDenied, 404: NotFound,
-    409: E.Conflict, 413: E.TooLarge, 422: InvalidInput, 503: StoreUnavailable,
-}
-
-
 def default_cache_dir() -> Path:
     """``$SENTENIALX_CACHE``, else ``$XDG_CACHE_HOME/sentenialx``, else ``~/.cache/sentenialx``."""
     env = os.environ.get("SENTENIALX_CACHE")
@@ -216,20 +210,21 @@ class RemoteHub:
         return self.hub_dir / "files"
 
     def _raise_for(self, resp: Any) -> None:
+        """Raise the hub error a non-2xx answer carries (one table both ways, facts included).
+
+        Raises:
+            HubError: the class and facts the server sent, validated as untrusted input.
+        """
         if resp.status_code < 400:
             return
         try:
-            err = resp.json()["error"]
-            type_, message = str(err["type"]), str(err["message"])
-        except (ValueError, KeyError, TypeError):
-            type_, message = "", f"HTTP {resp.status_code} from {self.url}: {resp.text[:200]}"
-        cls = getattr(E, type_, None)
-        if isinstance(cls, type) and issubclass(cls, HubError):
-            try:
-                raise cls(message)
-            except TypeError:
-                pass
-        raise _STATUS_ERRORS.get(resp.status_code, HubError)(message)
+            body = resp.json()
+        except (ValueError, TypeError, RecursionError):
+            body = None
+        if not isinstance(body, dict) or not isinstance(body.get("error"), dict):
+            body = {"error": {"message": f"HTTP {resp.status_code} from {self.url}:"
+                                         f" {str(resp.text)[:200]}"}}
+        raise E.from_http(resp.status_code, body)
 
     def _unreachable(self, exc: Exception) -> StoreUnavailable:
         return StoreUnavailable(f"hub {self.url} is unreachable ({type(exc).__name__}: {exc})")
