@@ -30,6 +30,7 @@ Model limits
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import secrets
 from collections.abc import Callable
@@ -418,10 +419,18 @@ def _install_security_headers(app: FastAPI) -> None:
         return response
 
 
-def _forced(force: bool) -> dict[str, bool]:
-    """The Hub's ``force=`` keyword for an alias move: passed only when asked for, so the
-    gates the Hub checks on every move stay the only rule."""
-    return {"force": True} if force else {}
+def _forced(verb: Callable[..., Any], force: bool) -> dict[str, bool]:
+    """The Hub's ``force=`` keyword for an alias move, passed only when asked for.
+
+    Raises:
+        InvalidInput: ``force`` asked of a Hub whose ``verb`` cannot force a move (a
+            forced move is never silently turned into an unforced one).
+    """
+    if not force:
+        return {}
+    if "force" not in inspect.signature(verb).parameters:
+        raise InvalidInput("this hub cannot force alias moves; retry without force=true")
+    return {"force": True}
 
 
 def _api_routes(app: FastAPI) -> None:  # noqa: C901 - one place lists every endpoint
@@ -649,7 +658,7 @@ def _api_routes(app: FastAPI) -> None:  # noqa: C901 - one place lists every end
             raise InvalidInput(f"ref {body.ref!r} names model {r.name!r}, not {model!r}")
         hub = hub_of(request)
         prev = hub.set_alias(str(r), alias, expect=body.expect, actor=tok.actor,
-                             **_forced(force))
+                             **_forced(hub.set_alias, force))
         now = next((a.version for a in hub.aliases(model) if a.alias == alias), None)
         return {"model": model, "alias": alias, "version": now, "previous": prev}
 
@@ -671,7 +680,8 @@ def _api_routes(app: FastAPI) -> None:  # noqa: C901 - one place lists every end
                                         ] = False) -> dict[str, Any]:
         _model(model)
         tok.check("admin" if force else "write", model)
-        v = hub_of(request).rollback(model, alias, actor=tok.actor, **_forced(force))
+        hub = hub_of(request)
+        v = hub.rollback(model, alias, actor=tok.actor, **_forced(hub.rollback, force))
         return {"model": model, "alias": alias, "version": v}
 
     @app.post(f"{API}/models/{{model}}/versions/{{version}}/revoke", tags=["write"],
