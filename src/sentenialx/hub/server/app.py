@@ -63,7 +63,7 @@ from sentenialx.hub.errors import (
 from sentenialx.hub.events import Event
 from sentenialx.hub.hub import Hub
 from sentenialx.hub.manifest import FileEntry, Manifest
-from sentenialx.hub.refs import Version, parse_ref, validate_name, validate_relpath
+from sentenialx.hub.refs import Ref, Version, parse_ref, validate_name, validate_relpath
 from sentenialx.hub.server import _upload
 from sentenialx.hub.server._download import file_response, store_opener
 from sentenialx.hub.values import VersionInfo
@@ -191,6 +191,14 @@ def hub_of(request: Request) -> Hub:
 # -- helpers ----------------------------------------------------------------------------
 def _model(model: str) -> str:
     return validate_name(model)
+
+
+def _ref(text: str) -> Ref:
+    """A ref from a request, its version bounded before anything compares it."""
+    r = parse_ref(text)
+    if r.kind in ("version", "range"):
+        bounds.check_version_text(r.value)
+    return r
 
 
 def _version_info(hub: Hub, model: str, version: str, *, include_revoked: bool = True
@@ -368,21 +376,25 @@ def _install_errors(app: FastAPI) -> None:
             resp.headers[k] = v
         return resp
 
+    async def stored_value_error(request: Request, exc: Exception) -> Response:
+        # Inputs are bounded before they are stored (sentenialx.hub.bounds), so this is a
+        # stored record written past them: name it, answer 422, keep serving.
+        where = _record_named_by(request)
+        log.warning("%s %s: unreadable stored record %s: %s: %s", request.method,
+                    request.url.path, where or "?", type(exc).__name__, str(exc)[:200])
+        err = UnreadableRecord(
+            f"{where or 'a stored record'}: stored metadata or lineage cannot be read or"
+            " rendered (nested too deep, a number too large, or not JSON); run"
+            " `sentenialx models fsck`", name=where)
+        status, body = to_http(err)
+        return respond(request, status, body["error"]["type"], body["error"]["message"],
+                       facts=body["error"]["facts"])
+
+    for cls in STORED_VALUE_ERRORS:
+        app.add_exception_handler(cls, stored_value_error)
+
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> Response:
-        if isinstance(exc, STORED_VALUE_ERRORS):
-            # Inputs are bounded before they are stored (sentenialx.hub.bounds), so this
-            # is a stored record written past them: name it, answer 422, keep serving.
-            where = _record_named_by(request)
-            log.warning("%s %s: unreadable stored record %s: %s: %s", request.method,
-                        request.url.path, where or "?", type(exc).__name__, str(exc)[:200])
-            err = UnreadableRecord(
-                f"{where or 'a stored record'}: stored metadata or lineage cannot be read or"
-                " rendered (nested too deep, a number too large, or not JSON); run"
-                " `sentenialx models fsck`", name=where)
-            status, body = to_http(err)
-            return respond(request, status, body["error"]["type"], body["error"]["message"],
-                           facts=body["error"]["facts"])
         log.exception("%s %s failed", request.method, request.url.path)
         return JSONResponse(error_body("InternalError", "internal error; the server log has"
                                        " the details"), status_code=500)
@@ -472,7 +484,7 @@ def _api_routes(app: FastAPI) -> None:  # noqa: C901 - one place lists every end
                                           description="MODEL, MODEL@VERSION, MODEL@ALIAS,"
                                                       " MODEL@RANGE or MODEL@sha256:DIGEST")],
                 include_revoked: bool = False) -> dict[str, Any]:
-        r = parse_ref(ref)
+        r = _ref(ref)
         tok.check("read", r.name)
         hub = hub_of(request)
         return version_doc(hub, hub.resolve(r, include_revoked=include_revoked), tok)
@@ -562,7 +574,7 @@ def _api_routes(app: FastAPI) -> None:  # noqa: C901 - one place lists every end
         # Re-hashing reads every byte of what it covers: only admins may ask for it.
         scope = "admin" if body.deep else "read"
         if body.ref is not None:
-            tok.check(scope, parse_ref(body.ref).name)
+            tok.check(scope, _ref(body.ref).name)
         elif body.model is not None:
             tok.check(scope, _model(body.model))
         else:
@@ -653,7 +665,7 @@ def _api_routes(app: FastAPI) -> None:  # noqa: C901 - one place lists every end
                                    ] = False) -> dict[str, Any]:
         _model(model)
         tok.check("admin" if force else "write", model)
-        r = parse_ref(body.ref)
+        r = _ref(body.ref)
         if r.name != model:
             raise InvalidInput(f"ref {body.ref!r} names model {r.name!r}, not {model!r}")
         hub = hub_of(request)
