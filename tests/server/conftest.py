@@ -164,15 +164,18 @@ def free_port() -> int:
 class LiveServer:
     """uvicorn serving an app on 127.0.0.1 in a background thread."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, **protocol: Any) -> None:
         import uvicorn
+
+        from sentenialx.hub.server._timeouts import guarded_protocol
 
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
         self.port = int(self.sock.getsockname()[1])
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, log_level="warning", lifespan="off", timeout_keep_alive=5)
+        config = uvicorn.Config(app, log_level="warning", lifespan="off", timeout_keep_alive=5,
+                                http=guarded_protocol(**protocol))
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]},
                                        daemon=True, name=f"uvicorn-{self.port}")

@@ -129,7 +129,9 @@ def test_remote_reads_open_path_and_cache(served, cache_dir, monkeypatch):
             "adapter_config.json", "adapter_model.bin"]
         assert [v.version for v in remote.versions("distill")] == ["1.0.0", "1.1.0"]
         assert {a.alias for a in remote.aliases("distill")} == {"production", "staging"}
-        assert remote.verify("distill@1.1.0", deep=True).ok
+        assert remote.verify("distill@1.1.0").ok
+        with pytest.raises(PermissionDenied, match="needs 'admin'"):
+            remote.verify("distill@1.1.0", deep=True)  # re-hashing needs admin scope
         assert remote.verify_log().ok
         assert remote.diff("distill@1.0.0", "distill@1.1.0")["metrics"]["accuracy"]["b"] == 0.93
 
@@ -311,7 +313,7 @@ def test_cli_commands_over_http(served, cache_dir, monkeypatch):
     assert json.loads(ok("show", "distill@production", "--json"))["version"] == "1.1.0"
     p = Path(ok("path", "distill@production").strip())
     assert p.is_file() and str(cache_dir) in str(p)
-    assert "OK" in ok("verify", "distill@1.1.0", "--deep")
+    assert "OK" in ok("verify", "distill@1.1.0")
     assert "lora@1.0.0 -> 1.0.0" not in ok("alias", "set", "lora@1.0.0", "canary")
     assert served.hub.resolve("lora@canary").version == "1.0.0"
     assert served.hub.events()[-1].actor == "token:writer"

@@ -29,6 +29,7 @@ from sentenialx.hub._maintenance import Maintenance
 from sentenialx.hub._read import Reader
 from sentenialx.hub._register import Registrar
 from sentenialx.hub._seed import SeedImport
+from sentenialx.hub._tokens import Tokens
 from sentenialx.hub._views import Views
 from sentenialx.hub.errors import NotFound
 from sentenialx.hub.events import ChainReport, Event
@@ -88,6 +89,7 @@ class Hub:
             store = LocalStore(_local_path(store_url, root_path))
         index = SqlIndex(index_url or f"sqlite:///{root_path / REGISTRY_DB}")
         self.core = Core(root_path, index=index, store=store, local=local, cache=cache)
+        self.tokens = Tokens(index)
         self._views = Views(self.core)
         self._releases = Releases(self.core, views=self._views)
         trust = self._releases

@@ -472,7 +472,7 @@ def copy_hub(src: AnyHub, dst: AnyHub, refs: Sequence[str] = (), *, actor: str |
         Conflict: ``dst`` holds the same version number with other content.
         IntegrityError: a copy's digest differs from the source's.
     """
-    from sentenialx.hub.hub import default_actor
+    from sentenialx.hub._core import default_actor
 
     actor = actor or default_actor()
     rep = HubCopyReport()
