@@ -106,7 +106,7 @@ def build_sample(root: Path, inputs: Path) -> Hub:
     log.write_bytes(training_log(40, 0.1))
     hub.register("distill", s1, metadata={"metrics": {"accuracy": 0.90, "f1": 0.88}},
                  parents=["teacher=teacher@1.0.0"], attachments=[("log", log)])
-    hub.set_alias("distill@1.0.0", "production")
+    hub.set_alias("distill@1.0.0", "production", force=True)
     s2 = inputs / "v2" / "threat_student.onnx"
     s2.parent.mkdir()
     s2.write_bytes(rnd.randbytes(120_000))
@@ -121,7 +121,7 @@ def build_sample(root: Path, inputs: Path) -> Hub:
                            "description": "distilled student"},
                  parents=["teacher=teacher@1.0.0"],
                  attachments=[("log", log2), ("chart", chart), ("report", report)])
-    hub.set_alias("distill@1.1.0", "production", expect="1.0.0")
+    hub.set_alias("distill@1.1.0", "production", expect="1.0.0", force=True)
     hub.set_alias("distill@1.1.0", "staging")
     ad = inputs / "adapter"
     ad.mkdir()

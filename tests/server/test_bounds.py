@@ -94,7 +94,7 @@ def test_limits_accept_what_they_should(served, upload):
             "nest": json.loads("[" * (bounds.MAX_META_DEPTH - 1) + "]" * (bounds.MAX_META_DEPTH - 1))}
     with served.client("writer") as c:
         r = upload.post(c, "distill", upload.spec([("a" * 90 + ".onnx", data)], metadata=meta,
-                                                  version="999999999999999999.0.0"),
+                                                  version="2147483647.0.0"),
                         upload.blobs(data))
         assert r.status_code == 201, r.text
         assert r.json()["metadata"]["metrics"]["n"] == 2**63 - 1

@@ -228,11 +228,15 @@ def test_pull_from_served_to_local_byte_for_byte(served, tmp_path, cache_dir, mo
     out = {x["ref"]: x for x in json.loads(r.stdout)}
     assert set(out) == {"teacher@1.0.0", "distill@1.1.0", "lora@1.0.0"}
     assert all(x["status"] == "copied" for x in out.values())
-    assert out["distill@1.1.0"]["aliases"] == ["production", "staging"]
+    # The unsigned production version is copied, but production itself moves only through
+    # the destination's gates: it is held back and reported, staging is carried.
+    assert out["distill@1.1.0"]["aliases"] == ["staging"]
+    assert out["distill@1.1.0"]["aliases_held"] == ["production"]
     local = Hub(dest)
     for ref in out:
         _same_bytes(served.hub, local, ref)
-    assert local.resolve("distill@production").version == "1.1.0"
+    assert local.resolve("distill@staging").version == "1.1.0"
+    assert [a.alias for a in local.aliases("distill")] == ["staging"]
     assert local.fsck().ok
     # Again: nothing to send.
     r = CliRunner().invoke(cli, ["models", "pull", served.url, "lora", "--to", str(dest), "--json"])

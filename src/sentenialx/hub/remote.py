@@ -395,9 +395,10 @@ class RemoteHub:
 
     def diff(self, a: str, b: str) -> dict[str, Any]:
         """Compare two versions (see :meth:`Hub.diff`)."""
-        from sentenialx.hub.hub import Hub
+        from sentenialx.hub._read import diff_versions
 
-        return Hub.diff(cast(Any, self), a, b)
+        return diff_versions(self.resolve(a, include_revoked=True),
+                             self.resolve(b, include_revoked=True))
 
     def verify(self, ref: str | None = None, *, model: str | None = None, deep: bool = False,
                progress: Progress | None = None) -> Any:
