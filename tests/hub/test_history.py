@@ -138,7 +138,8 @@ def test_every_change_is_an_event(hub: Hub, cli: Cli, sample_file: Callable[...,
         (("alias", "rm", "distill", "staging"), True, "alias-remove", None),
         (("delete", "distill@1.0.1", "--yes"), True, "delete", None),
         (("keys", "revoke", "release"), False, "trust", "revoke-key"),
-        (("keys", "hub-key"), False, "trust", "hub-key"),
+        (("keys", "hub-key", "--out", hub.root.parent / "secret" / "hub.pem"), False, "trust",
+         "hub-key"),
     ]
     for args, models, _kind, _action in steps:
         if args is not None:
@@ -177,7 +178,7 @@ def test_log_verify_on_clean_hubs(hub: Hub, cli: Cli, busy: Hub) -> None:
     assert j == {"ok": True, "events": 6, "head": hub.events()[-1].hash, "first_bad": None,
                  "reason": ""}
     assert hub.fsck().ok
-    ok(cli("keys", "hub-key", models=False))
+    ok(cli("keys", "hub-key", "--out", hub.root.parent / "secret" / "hub.pem", models=False))
     assert log_verify(cli)[1]["ok"] is True
     assert hub.fsck().ok
 
@@ -245,9 +246,11 @@ def test_rewritten_and_rehashed_index_is_named_by_the_export(busy: Hub, cli: Cli
 # -- the hub key: a signed head -----------------------------------------------------------------
 @pytest.fixture
 def keyed(busy: Hub, cli: Cli) -> Hub:
-    r = ok(cli("keys", "hub-key", models=False))
+    secret = busy.root.parent / "secret"
+    r = ok(cli("keys", "hub-key", "--out", secret / "hub.pem", models=False))
     assert "hub key " in r.stdout and str(busy.root / HUB_PUB) in r.stdout
-    again = cli("keys", "hub-key", models=False)
+    assert not list(busy.root.rglob("*.pem"))  # no private key in the folder
+    again = cli("keys", "hub-key", "--out", secret / "again.pem", models=False)
     assert again.exit_code == 4  # a hub keeps its key
     head = head_doc(busy)
     assert head["seq"] == 7 and "sig" in head
@@ -367,7 +370,8 @@ def test_state_guard(keyed: Hub, sample_file: Callable[..., Path],
 
     # Another hub's state does not verify with this hub's key.
     other = make_hub()
-    ok(cli("keys", "hub-key", models=False, hub=other))
+    ok(cli("keys", "hub-key", "--out", other.root.parent / "other-secret" / "hub.pem",
+           models=False, hub=other))
     with pytest.raises(StateError):
         guard.check(other)
     # Other documents the hub key signs are not states.

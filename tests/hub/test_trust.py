@@ -164,6 +164,12 @@ def test_tool_signature_verifies_in_the_hub(kind: str, hub: Hub, versions: dict[
         hub.verify_signature(hub.resolve(info.ref))
     assert exc.value.found_keys == (signer.kid,) and exc.value.trusted_keys == ()
     trust(cli, signer)
+    # Dropped beside the version, no `sign` event records it: not trusted, and fsck says so.
+    with pytest.raises(SignatureError, match="no `sign` event"):
+        hub.verify_signature(hub.resolve(info.ref))
+    assert [p.kind for p in hub.fsck().problems] == ["signature"]
+    # Adopted through the hub, it is recorded and trusted.
+    assert hub.adopt_signature(info.ref, sig_path(hub, info).read_bytes())["key_id"] == signer.kid
     assert hub.verify_signature(hub.resolve(info.ref)) == signer.kid
     # Enforced reads accept it, and fsck does not call the tool's .sig an orphan.
     got = hub.read_files(info.ref, trust="enforce", roles=("weights", "config"))

@@ -519,7 +519,7 @@ def test_revoking_the_signing_key_is_reported_by_a_following_pipeline(
 @pytest.fixture
 def keyed(staged: Hub) -> Hub:
     """A staged hub with its own key, so it signs its state."""
-    create_hub_key(staged.root)
+    create_hub_key(staged.root, staged.root.parent / f"{staged.root.name}-secret" / "hub.pem")
     staged.save_trust(staged.trust_store(), action="hub-key", detail={})
     return staged
 

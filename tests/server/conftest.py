@@ -106,7 +106,7 @@ def build_sample(root: Path, inputs: Path) -> Hub:
     log.write_bytes(training_log(40, 0.1))
     hub.register("distill", s1, metadata={"metrics": {"accuracy": 0.90, "f1": 0.88}},
                  parents=["teacher=teacher@1.0.0"], attachments=[("log", log)])
-    hub.set_alias("distill@1.0.0", "production")
+    hub.set_alias("distill@1.0.0", "production", force=True)
     s2 = inputs / "v2" / "threat_student.onnx"
     s2.parent.mkdir()
     s2.write_bytes(rnd.randbytes(120_000))
@@ -121,7 +121,7 @@ def build_sample(root: Path, inputs: Path) -> Hub:
                            "description": "distilled student"},
                  parents=["teacher=teacher@1.0.0"],
                  attachments=[("log", log2), ("chart", chart), ("report", report)])
-    hub.set_alias("distill@1.1.0", "production", expect="1.0.0")
+    hub.set_alias("distill@1.1.0", "production", expect="1.0.0", force=True)
     hub.set_alias("distill@1.1.0", "staging")
     ad = inputs / "adapter"
     ad.mkdir()
@@ -164,15 +164,18 @@ def free_port() -> int:
 class LiveServer:
     """uvicorn serving an app on 127.0.0.1 in a background thread."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, **protocol: Any) -> None:
         import uvicorn
+
+        from sentenialx.hub.server._timeouts import guarded_protocol
 
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
         self.port = int(self.sock.getsockname()[1])
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, log_level="warning", lifespan="off", timeout_keep_alive=5)
+        config = uvicorn.Config(app, log_level="warning", lifespan="off", timeout_keep_alive=5,
+                                http=guarded_protocol(**protocol))
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]},
                                        daemon=True, name=f"uvicorn-{self.port}")

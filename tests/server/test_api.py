@@ -107,7 +107,10 @@ def test_openapi_describes_every_endpoint(served):
 
 
 def test_verify_endpoint(served):
-    with served.client("reader") as c:
+    with served.client("admin") as c:
         r = c.post("/api/v1/verify", json={"ref": "distill@1.1.0", "deep": True})
         assert r.status_code == 200 and r.json()["ok"] and r.json()["hashed"] == 4
         assert c.post("/api/v1/verify", json={}).json()["versions"] == 4
+    with served.client("reader") as c:
+        r = c.post("/api/v1/verify", json={"ref": "distill@1.1.0", "deep": False})
+        assert r.status_code == 200 and r.json()["ok"]

@@ -74,7 +74,7 @@ def test_malformed_refs_and_path_tricks_are_400(guarded):
         _check_error(c.post("/api/v1/models/distill/versions/1.0.0/revoke", json={"reason": ""}),
                      422)
         # A moved alias: compare-and-set refuses with 409.
-        _check_error(c.put("/api/v1/models/distill/aliases/production",
+        _check_error(c.put("/api/v1/models/distill/aliases/staging",
                            json={"ref": "distill@1.0.0", "expect": "1.0.0"}), 409, "Conflict")
         # A version an alias still names cannot be deleted.
         _check_error(c.delete("/api/v1/models/distill/versions/1.1.0"), 409, "Conflict")

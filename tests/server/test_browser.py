@@ -73,7 +73,9 @@ def test_models_to_version_curves_verify_and_phone(served, browser):
     assert box and box["width"] > 250 and box["height"] > 100
     assert page.locator("#training-curves polyline.series").count() == 3  # loss, val_loss, acc
     # The attached chart image loaded; the lineage graph is drawn.
-    assert page.eval_on_selector("#charts img", "i => i.complete && i.naturalWidth > 0")
+    page.wait_for_function(
+        "() => { const i = document.querySelector('#charts img');"
+        " return i && i.complete && i.naturalWidth > 0; }")
     assert page.locator("#lineage svg a.node").count() == 2
     # Nothing from the report ran.
     assert page.evaluate("window.__pwned") is None

@@ -129,7 +129,9 @@ def test_remote_reads_open_path_and_cache(served, cache_dir, monkeypatch):
             "adapter_config.json", "adapter_model.bin"]
         assert [v.version for v in remote.versions("distill")] == ["1.0.0", "1.1.0"]
         assert {a.alias for a in remote.aliases("distill")} == {"production", "staging"}
-        assert remote.verify("distill@1.1.0", deep=True).ok
+        assert remote.verify("distill@1.1.0").ok
+        with pytest.raises(PermissionDenied, match="needs 'admin'"):
+            remote.verify("distill@1.1.0", deep=True)  # re-hashing needs admin scope
         assert remote.verify_log().ok
         assert remote.diff("distill@1.0.0", "distill@1.1.0")["metrics"]["accuracy"]["b"] == 0.93
 
@@ -226,11 +228,15 @@ def test_pull_from_served_to_local_byte_for_byte(served, tmp_path, cache_dir, mo
     out = {x["ref"]: x for x in json.loads(r.stdout)}
     assert set(out) == {"teacher@1.0.0", "distill@1.1.0", "lora@1.0.0"}
     assert all(x["status"] == "copied" for x in out.values())
-    assert out["distill@1.1.0"]["aliases"] == ["production", "staging"]
+    # The unsigned production version is copied, but production itself moves only through
+    # the destination's gates: it is held back and reported, staging is carried.
+    assert out["distill@1.1.0"]["aliases"] == ["staging"]
+    assert out["distill@1.1.0"]["aliases_held"] == ["production"]
     local = Hub(dest)
     for ref in out:
         _same_bytes(served.hub, local, ref)
-    assert local.resolve("distill@production").version == "1.1.0"
+    assert local.resolve("distill@staging").version == "1.1.0"
+    assert [a.alias for a in local.aliases("distill")] == ["staging"]
     assert local.fsck().ok
     # Again: nothing to send.
     r = CliRunner().invoke(cli, ["models", "pull", served.url, "lora", "--to", str(dest), "--json"])
@@ -311,7 +317,7 @@ def test_cli_commands_over_http(served, cache_dir, monkeypatch):
     assert json.loads(ok("show", "distill@production", "--json"))["version"] == "1.1.0"
     p = Path(ok("path", "distill@production").strip())
     assert p.is_file() and str(cache_dir) in str(p)
-    assert "OK" in ok("verify", "distill@1.1.0", "--deep")
+    assert "OK" in ok("verify", "distill@1.1.0")
     assert "lora@1.0.0 -> 1.0.0" not in ok("alias", "set", "lora@1.0.0", "canary")
     assert served.hub.resolve("lora@canary").version == "1.0.0"
     assert served.hub.events()[-1].actor == "token:writer"

@@ -28,8 +28,9 @@ def test_state_endpoint_gives_the_generation_and_follows_changes(served: Any, ca
         remote.signed_state()
 
 
-def test_pull_client_refuses_a_replayed_older_state(served: Any, cache_dir: Path) -> None:
-    create_hub_key(served.hub.root)
+def test_pull_client_refuses_a_replayed_older_state(served: Any, cache_dir: Path,
+                                                   tmp_path: Path) -> None:
+    create_hub_key(served.hub.root, tmp_path / "secret" / "hub.pem")
     pub = served.hub.root / HUB_PUB
     remote = _remote(served, cache_dir)
     first = remote.guard_state(pub)
@@ -55,7 +56,7 @@ def test_pull_cli_with_hub_key_refuses_an_expired_state(served: Any, cache_dir: 
                                                        tmp_path: Path) -> None:
     from datetime import timedelta
 
-    create_hub_key(served.hub.root)
+    create_hub_key(served.hub.root, tmp_path / "secret" / "hub.pem")
     remote = _remote(served, cache_dir)
     expired = served.hub.signed_state(ttl=timedelta(seconds=-1))
     remote.signed_state = lambda: expired  # type: ignore[method-assign]

@@ -11,15 +11,24 @@ import pytest
 HTML = {"accept": "text/html"}
 
 
+def csrf_of(page: httpx.Response) -> str:
+    """The CSRF token a rendered page put in its forms."""
+    m = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert m, page.text[:500]
+    return m.group(1)
+
+
 @pytest.fixture
 def browser_client(served):
     """A client signed in through the login form (cookie), like a browser."""
     c = httpx.Client(base_url=served.url, headers=HTML, timeout=30)
     r = c.get("/models/distill")
     assert r.status_code == 303 and r.headers["location"] == "/login?next=%2Fmodels%2Fdistill"
-    r = c.post("/login", data={"token": "sxt_wrong", "next": "/models/distill"})
+    csrf = csrf_of(c.get("/login?next=/models/distill"))
+    r = c.post("/login", data={"token": "sxt_wrong", "next": "/models/distill", "csrf": csrf})
     assert r.status_code == 401 and "unknown token" in r.text
-    r = c.post("/login", data={"token": served.tokens["reader"], "next": "/models/distill"})
+    r = c.post("/login", data={"token": served.tokens["reader"], "next": "/models/distill",
+                               "csrf": csrf})
     assert r.status_code == 303 and r.headers["location"] == "/models/distill"
     cookie = r.headers["set-cookie"].lower()
     assert "httponly" in cookie and "samesite=strict" in cookie
@@ -75,7 +84,8 @@ def test_report_is_sanitised(served, browser_client):
 
 def test_verify_now_shows_the_result(served, browser_client):
     c = browser_client
-    r = c.post("/models/distill/versions/1.1.0/verify")
+    csrf = c.cookies["sx_csrf"]
+    r = c.post("/models/distill/versions/1.1.0/verify", data={"csrf": csrf})
     assert r.status_code == 200
     assert 'id="verify-result" class="result ok"' in r.text and "4 files" in r.text
     w = served.hub.weights_entry(served.hub.resolve("distill@1.1.0"))
@@ -84,11 +94,14 @@ def test_verify_now_shows_the_result(served, browser_client):
     data = bytearray(p.read_bytes())
     data[0] ^= 0xFF
     p.write_bytes(bytes(data))
-    r = c.post("/models/distill/versions/1.1.0/verify")
+    r = c.post("/models/distill/versions/1.1.0/verify", data={"csrf": csrf})
     assert 'class="result bad"' in r.text and "sha256 mismatch" in r.text
-    # A form posted from another site is refused.
-    r = c.post("/models/distill/versions/1.1.0/verify", headers={"origin": "https://evil.test"})
+    # A form posted from another site, or without the page's CSRF token, is refused.
+    r = c.post("/models/distill/versions/1.1.0/verify", data={"csrf": csrf},
+               headers={"origin": "https://evil.test"})
     assert r.status_code == 403
+    r = c.post("/models/distill/versions/1.1.0/verify")
+    assert r.status_code == 403 and "CSRF" in r.text
 
 
 def test_html_errors_and_sign_out(served, browser_client):
@@ -99,12 +112,13 @@ def test_html_errors_and_sign_out(served, browser_client):
     assert r.status_code == 404
     r = c.get("/models/..x")
     assert r.status_code == 400
-    r = c.post("/logout")
+    r = c.post("/logout", data={"csrf": c.cookies["sx_csrf"]})
     assert r.status_code == 303
     c.cookies.clear()
     assert c.get("/").status_code == 303
     # A limited token sees only its models, in the pages too.
-    c.post("/login", data={"token": served.tokens["lora-reader"], "next": "/"})
+    csrf = csrf_of(c.get("/login"))
+    c.post("/login", data={"token": served.tokens["lora-reader"], "next": "/", "csrf": csrf})
     r = c.get("/")
     assert 'href="/models/lora"' in r.text and 'href="/models/distill"' not in r.text
     assert c.get("/models/distill").status_code == 403

@@ -68,7 +68,7 @@ class Lifecycle(Part):
             results = self.trust.check_gates(info.ref, to=alias)
             failed = [r for r in results if not r.ok]
             if failed and not force:
-                raise GateFailed(f"moving {info.model}@{alias} to {info.version} refused: "
+                raise GateFailed(f"promotion of {info.ref} to {alias} refused: "
                                  + "; ".join(f"{r.gate}: {r.detail}" for r in failed),
                                  failed=tuple(r.gate for r in failed))
             event_extra.update(force=force, gates=[r.to_dict() for r in results])
@@ -79,6 +79,22 @@ class Lifecycle(Part):
                                     extra=event_extra or None)
         self.views.write_registry_json()
         return prev, results
+
+    def promote(self, ref: str, *, to: str = "production", force: bool = False,
+                expect: str | None = None, actor: str | None = None) -> list[GateResult]:
+        """Move alias ``to`` to ``ref`` if every gate passes (or ``force``, recorded as such)."""
+        validate_alias(to)
+        info = self.resolve(ref)
+        if expect:
+            expect = str(Version.parse(expect))
+        if not self.trust.is_gated(to):
+            # An alias without gates is promoted like any move, recorded as a promotion.
+            self.move(info, to, expect=expect, actor=actor, force=force, kind="promote",
+                      extra={"force": force, "gates": []})
+            return []
+        _prev, results = self.move(info, to, expect=expect, actor=actor, force=force,
+                                   kind="promote")
+        return results
 
     def remove_alias(self, model: str, alias: str, *, expect: str | None = None,
                      actor: str | None = None) -> str:

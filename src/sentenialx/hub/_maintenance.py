@@ -31,6 +31,7 @@ from sentenialx.hub.layout import (
 )
 from sentenialx.hub.manifest import FileEntry, Manifest, parse_sha256sum
 from sentenialx.hub.refs import validate_name
+from sentenialx.hub.release import unrecorded_signatures
 from sentenialx.hub.store.local import TMP_PREFIX, LocalStore
 from sentenialx.hub.values import (
     FsckReport,
@@ -130,7 +131,7 @@ class Maintenance(Part):
         return out
 
     def fsck(self, model: str | None = None, *, deep: bool = False,
-             grace: timedelta = timedelta(hours=1)) -> FsckReport:
+             grace: timedelta = timedelta(hours=1), pubkey: Any = None) -> FsckReport:
         """Check the index, files, sidecars, registry.json and the event chain against each other."""
         rep = FsckReport()
         vr = self.verify(model=model, deep=deep) if model else self.verify(deep=deep)
@@ -140,7 +141,8 @@ class Maintenance(Part):
         rep.versions = len(versions)
         for v in versions:
             rep.problems.extend(self._check_sidecars(v))
-        chain = self.views.verify_log()
+        rep.problems.extend(unrecorded_signatures(self.index, self.store, versions))
+        chain = self.views.verify_log(pubkey=pubkey)
         rep.events, rep.chain_head = chain.count, chain.head
         if not chain.ok:
             rep.problems.append(Problem("chain", "events", chain.reason))

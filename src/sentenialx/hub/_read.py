@@ -150,38 +150,43 @@ class Reader(Part):
 
     def diff(self, a: str, b: str) -> dict[str, Any]:
         """Compare two versions: files added, removed, changed; metadata and metrics."""
-        va, vb = self.resolve(a, include_revoked=True), self.resolve(b, include_revoked=True)
-
-        def rel(v: VersionInfo) -> dict[str, FileEntry]:
-            out = {}
-            for f in v.files:
-                p = f.path
-                for prefix in (v.stem + "/", v.stem + "_", v.stem):
-                    if p.startswith(prefix):
-                        p = p[len(prefix):] or p
-                        break
-                out[f"{f.role}:{p}"] = f
-            return out
-
-        fa, fb = rel(va), rel(vb)
-        changed = [{"file": k, "a": fa[k].sha256, "b": fb[k].sha256, "size_a": fa[k].size,
-                    "size_b": fb[k].size} for k in sorted(fa.keys() & fb.keys())
-                   if fa[k].sha256 != fb[k].sha256]
-        ma, mb = va.meta.get("metrics", {}), vb.meta.get("metrics", {})
-        metrics = {}
-        for k in sorted(set(ma) | set(mb)):
-            x, y = ma.get(k), mb.get(k)
-            d: dict[str, Any] = {"a": x, "b": y}
-            if isinstance(x, (int, float)) and isinstance(y, (int, float)):
-                d["delta"] = y - x
-            if x != y:
-                metrics[k] = d
-        meta = {k: {"a": va.meta.get(k), "b": vb.meta.get(k)}
-                for k in sorted(set(va.meta) | set(vb.meta))
-                if k != "metrics" and va.meta.get(k) != vb.meta.get(k)}
-        return {"a": va.ref, "b": vb.ref, "same_digest": va.digest == vb.digest,
-                "added": sorted(fb.keys() - fa.keys()), "removed": sorted(fa.keys() - fb.keys()),
-                "changed": changed, "metrics": metrics, "metadata": meta}
+        return diff_versions(self.resolve(a, include_revoked=True),
+                             self.resolve(b, include_revoked=True))
 
 
-__all__ = ["Reader"]
+def diff_versions(va: VersionInfo, vb: VersionInfo) -> dict[str, Any]:
+    """Files added, removed and changed, and metrics and metadata that differ, from ``va`` to ``vb``."""
+
+    def rel(v: VersionInfo) -> dict[str, FileEntry]:
+        out = {}
+        for f in v.files:
+            p = f.path
+            for prefix in (v.stem + "/", v.stem + "_", v.stem):
+                if p.startswith(prefix):
+                    p = p[len(prefix):] or p
+                    break
+            out[f"{f.role}:{p}"] = f
+        return out
+
+    fa, fb = rel(va), rel(vb)
+    changed = [{"file": k, "a": fa[k].sha256, "b": fb[k].sha256, "size_a": fa[k].size,
+                "size_b": fb[k].size} for k in sorted(fa.keys() & fb.keys())
+               if fa[k].sha256 != fb[k].sha256]
+    ma, mb = va.meta.get("metrics", {}), vb.meta.get("metrics", {})
+    metrics = {}
+    for k in sorted(set(ma) | set(mb)):
+        x, y = ma.get(k), mb.get(k)
+        d: dict[str, Any] = {"a": x, "b": y}
+        if isinstance(x, (int, float)) and isinstance(y, (int, float)):
+            d["delta"] = y - x
+        if x != y:
+            metrics[k] = d
+    meta = {k: {"a": va.meta.get(k), "b": vb.meta.get(k)}
+            for k in sorted(set(va.meta) | set(vb.meta))
+            if k != "metrics" and va.meta.get(k) != vb.meta.get(k)}
+    return {"a": va.ref, "b": vb.ref, "same_digest": va.digest == vb.digest,
+            "added": sorted(fb.keys() - fa.keys()), "removed": sorted(fa.keys() - fb.keys()),
+            "changed": changed, "metrics": metrics, "metadata": meta}
+
+
+__all__ = ["Reader", "diff_versions"]

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from sentenialx.hub import bounds
 from sentenialx.hub._core import Core, Part, Trust, default_actor
 from sentenialx.hub._views import Views
 from sentenialx.hub.errors import (
@@ -87,7 +88,7 @@ class Registrar(Part):
         if version is not None and bump is not None:
             raise InvalidInput("give either --version or --bump, not both")
         if version is not None:
-            version = str(Version.parse(version))
+            version = str(Version.parse(bounds.check_version_text(version)))
         if bump is not None and bump not in ("major", "minor", "patch"):
             raise InvalidInput(f"bump {bump!r} is not one of major, minor, patch")
         if alias is not None:
@@ -105,6 +106,8 @@ class Registrar(Part):
         if layout == "file":
             check_not_sidecar(weights_relpath(base, ext))
         attach = self._collect_attachments(attachments)
+        if layout == "dir":
+            bounds.check_relpaths([s.relpath for s in sources], margin=bounds.STORED_NAME_MARGIN)
         meta = self._check_metadata(metadata or {})
         if "format" not in meta:
             meta["format"] = self._detect_format(layout, src, sources)
@@ -146,6 +149,8 @@ class Registrar(Part):
                 written.append(file_key(model, rel))
                 entries.append(FileEntry(rel, d.size, d.sha256, role))
             manifest = Manifest(tuple(entries))
+            bounds.check_sidecars([e.path for e in entries], stem=stem)
+            bounds.check_relpaths([e.path for e in entries])
             # Every member is deduplicated, folder members included: each is replaced
             # atomically by a link to verified identical bytes.
             if not in_place:
@@ -279,9 +284,12 @@ class Registrar(Part):
     def _check_metadata(meta: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(meta, dict):
             raise InvalidInput("metadata must be a JSON object")
+        # Bounded first (depth, size, integer magnitude): a stored value every reader of
+        # the version must decode can never be one that breaks them.
+        bounds.check_metadata(meta)
         try:
             meta = json.loads(json.dumps(meta, allow_nan=False))
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, RecursionError) as exc:
             raise InvalidInput(f"metadata is not JSON: {exc}") from None
         for key in ("metrics", "params"):
             if key in meta and not isinstance(meta[key], dict):

@@ -34,7 +34,7 @@ MAX_JSON_DEPTH = 64
 MAX_META_BYTES = 4 * 1024**2
 MAX_INT = 1 << 63
 MAX_COMPONENT_BYTES = 255
-MAX_PATH_BYTES = 4096
+MAX_PATH_BYTES = 4096  # what a client accepts; the hub itself stores at most bounds.MAX_PATH
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _HEX = re.compile(r"[0-9a-f]{1,128}")

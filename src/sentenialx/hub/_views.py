@@ -72,7 +72,7 @@ class Views(Part):
         Path(dest).write_text(json.dumps(view, indent=2, sort_keys=True) + "\n")
         return view
 
-    def verify_log(self) -> ChainReport:
+    def verify_log(self, *, pubkey: Any = None) -> ChainReport:
         """Check the whole event chain in the index, then its export (events.jsonl) against it."""
         events = self.index.events()
         rep = verify_chain(events)
@@ -98,7 +98,7 @@ class Views(Part):
                                        " (one of them was edited)")
         from sentenialx.hub.state import check_signed_head
 
-        why = check_signed_head(self)
+        why = check_signed_head(self, pubkey=pubkey)
         if why is not None:
             return ChainReport(False, rep.count, rep.head, None, why)
         return rep

@@ -8,10 +8,13 @@ never go in it (they come from the environment or the AWS config files)::
     store = "s3://sentenialx-models/prod"
     s3_endpoint = "https://rgw.internal:7480"   # optional; AWS_ENDPOINT_URL works too
     cache_max_bytes = 10737418240               # optional cap for the local read cache
+    hub_key = "/etc/sentenialx/hub_key.pem"     # optional: this machine's hub private key,
+                                                # outside the hub folder (see state.py)
 """
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from pathlib import Path
@@ -20,7 +23,7 @@ from typing import Any
 from sentenialx.hub.errors import InvalidInput
 
 CONFIG = "hub.toml"
-KEYS = ("index", "store", "s3_endpoint", "cache_dir", "cache_max_bytes")
+KEYS = ("index", "store", "s3_endpoint", "cache_dir", "cache_max_bytes", "hub_key")
 _SECRET_HINTS = ("password", "secret", "token")
 
 
@@ -61,12 +64,24 @@ def write_config(root: Path, **values: Any) -> Path:
             if make_url(str(v).replace("postgresql://", "postgresql+psycopg://", 1)).password:
                 raise InvalidInput("keep the database password out of hub.toml: use PGPASSWORD"
                                    " or ~/.pgpass instead")
-        if any(h in str(v).lower() for h in _SECRET_HINTS) and k != "index":
+        # hub_key is a path: its words are folder names, and the key it names is the one
+        # secret that must stay out of the hub folder (and so out of this file's folder).
+        if any(h in str(v).lower() for h in _SECRET_HINTS) and k not in ("index", "hub_key"):
             raise InvalidInput(f"hub.toml {k}: looks like a credential; use the environment")
-        lines.append(f"{k} = {int(v)}" if k == "cache_max_bytes" else f'{k} = "{v}"')
+        # A JSON string is a valid TOML basic string (same escapes), so any path round-trips.
+        lines.append(f"{k} = {int(v)}" if k == "cache_max_bytes" else f"{k} = {json.dumps(str(v))}")
     Path(root).mkdir(parents=True, exist_ok=True)
     p = Path(root) / CONFIG
     tmp = p.with_name(f".tmp-{os.getpid()}-{CONFIG}")
     tmp.write_text("\n".join(lines) + "\n")
     os.replace(tmp, p)
     return p
+
+
+def update_config(root: Path, **values: Any) -> Path:
+    """Set some keys of ``root/hub.toml``, keeping the others; see :func:`write_config`.
+
+    Raises:
+        InvalidInput: the existing file is invalid, or a value carries a credential.
+    """
+    return write_config(root, **dict(read_config(root), **values))

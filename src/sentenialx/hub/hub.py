@@ -29,6 +29,7 @@ from sentenialx.hub._maintenance import Maintenance
 from sentenialx.hub._read import Reader
 from sentenialx.hub._register import Registrar
 from sentenialx.hub._seed import SeedImport
+from sentenialx.hub._tokens import Tokens
 from sentenialx.hub._views import Views
 from sentenialx.hub.errors import NotFound
 from sentenialx.hub.events import ChainReport, Event
@@ -37,8 +38,9 @@ from sentenialx.hub.index.sql import SqlIndex, utcnow
 from sentenialx.hub.layout import DEFAULT_ROOT, REGISTRY_DB, REGISTRY_JSON, ROOT_FILES, role_in_folder
 from sentenialx.hub.manifest import FileEntry
 from sentenialx.hub.refs import Ref, validate_name
-from sentenialx.hub.release import ReleaseMixin
+from sentenialx.hub.release import Releases
 from sentenialx.hub.store.local import LocalStore
+from sentenialx.hub.trust import GateResult, TrustStore
 from sentenialx.hub.values import (
     AliasInfo,
     AliasMove,
@@ -60,7 +62,7 @@ class _HybridOpen:
         return obj.open_bytes
 
 
-class Hub(ReleaseMixin):
+class Hub:
     """One store: an index plus a blob store."""
 
     open = _HybridOpen()
@@ -87,11 +89,14 @@ class Hub(ReleaseMixin):
             store = LocalStore(_local_path(store_url, root_path))
         index = SqlIndex(index_url or f"sqlite:///{root_path / REGISTRY_DB}")
         self.core = Core(root_path, index=index, store=store, local=local, cache=cache)
+        self.tokens = Tokens(index)
         self._views = Views(self.core)
-        self._registrar = Registrar(self.core, views=self._views, trust=self)
-        self._reader = Reader(self.core, trust=self)
-        self._lifecycle = Lifecycle(self.core, views=self._views, trust=self)
-        self._maintenance = Maintenance(self.core, views=self._views, trust=self)
+        self._releases = Releases(self.core, views=self._views)
+        trust = self._releases
+        self._registrar = Registrar(self.core, views=self._views, trust=trust)
+        self._reader = Reader(self.core, trust=trust)
+        self._lifecycle = Lifecycle(self.core, views=self._views, trust=trust)
+        self._maintenance = Maintenance(self.core, views=self._views, trust=trust)
         self._seed = SeedImport(self.core, registrar=self._registrar)
         # With an index shared by many machines (PostgreSQL), the others' writes leave
         # this folder's views behind; they are views of the index, so a hub on a shared
@@ -203,10 +208,6 @@ class Hub(ReleaseMixin):
         except NotFound:
             return False
         return True
-
-    def is_gated(self, alias: str) -> bool:
-        """True when ``alias`` has promotion gates, so every move of it must pass them."""
-        return bool(self.trust_store().gates_for(alias))
 
     # -- listing ----------------------------------------------------------------------
     def models(self) -> list[dict[str, Any]]:
@@ -393,9 +394,13 @@ class Hub(ReleaseMixin):
         """Rewrite registry.json (or write the view to ``dest``) and return it."""
         return self._views.export_registry(dest)
 
-    def verify_log(self) -> ChainReport:
-        """Check the whole event chain in the index, then its export (events.jsonl) against it."""
-        return self._views.verify_log()
+    def verify_log(self, *, pubkey: Any = None) -> ChainReport:
+        """Check the whole event chain in the index, then its export (events.jsonl) against it.
+
+        ``pubkey`` pins the hub's public key (object, PEM or PEM path): the signed head
+        must verify with it, whatever the folder's trust/hub_key.pub says.
+        """
+        return self._views.verify_log(pubkey=pubkey)
 
     def check_head(self, seq: int, head: str) -> bool:
         """True when event ``seq`` of this hub's chain has hash ``head`` (a copy's saved head)."""
@@ -484,13 +489,13 @@ class Hub(ReleaseMixin):
         return self._maintenance.verify(ref, model=model, deep=deep, progress=progress)
 
     def fsck(self, model: str | None = None, *, deep: bool = False,
-             grace: timedelta = timedelta(hours=1)) -> FsckReport:
+             grace: timedelta = timedelta(hours=1), pubkey: Any = None) -> FsckReport:
         """Check the index, files, sidecars, registry.json and the event chain against each other.
 
         Raises:
             NotFound: ``model`` does not exist.
         """
-        return self._maintenance.fsck(model, deep=deep, grace=grace)
+        return self._maintenance.fsck(model, deep=deep, grace=grace, pubkey=pubkey)
 
     def gc(self, *, grace: timedelta = timedelta(hours=1), dry_run: bool = False,
            actor: str | None = None) -> GcReport:
@@ -519,6 +524,98 @@ class Hub(ReleaseMixin):
         """
         return self._seed.import_registry(registry, actor=actor)
 
+
+
+    # -- release ----------------------------------------------------------------------
+    def is_gated(self, alias: str) -> bool:
+        """True when ``alias`` has promotion gates, so every move of it must pass them."""
+        return self._releases.is_gated(alias)
+
+    def trust_store(self) -> TrustStore:
+        """The hub's trust policy, checked against the history.
+
+        Raises:
+            SignatureError: trust/policy.json was changed outside sentenialx.
+        """
+        return self._releases.trust_store()
+
+    def save_trust(self, ts: TrustStore, *, action: str, detail: dict[str, Any],
+                   actor: str | None = None) -> str:
+        """Write the policy and record the change as a ``trust`` event; returns its sha256.
+
+        The event carries the whole policy and the trusted public keys, so every machine
+        sharing the index applies the same policy (see :meth:`trust_store`).
+        """
+        return self._releases.save_trust(ts, action=action, detail=detail, actor=actor)
+
+    def signature_subject(self, info: VersionInfo) -> tuple[str, list[tuple[str, str]]]:
+        """The subject name and (path, sha256) resources an OpenSSF signature of ``info`` covers.
+
+        A single-file version is its weights file (resource ``.``); a folder version
+        is its folder, every file in it. These are exactly the files loaders read.
+        The subject name binds the signature to the model and version (see
+        :func:`bound_subject_name`); the ``model_signing`` tool does not compare it,
+        so the signature still verifies with ``model_signing verify key``.
+        """
+        return self._releases.signature_subject(info)
+
+    def sig_key(self, info: VersionInfo) -> str:
+        """Store key of the version's ``.sig`` sidecar."""
+        return self._releases.sig_key(info)
+
+    def sign(self, ref: str, key_path: str | os.PathLike[str], *, passphrase: bytes | None = None,
+             actor: str | None = None) -> dict[str, Any]:
+        """Sign a version: an OpenSSF model-signing bundle beside it plus a provenance signature.
+
+        The ``.sig`` sidecar verifies with ``model_signing verify key`` on the version's
+        file or folder. The provenance statement (version digest, training-data digest,
+        metrics) is signed with the same key and kept in the ``sign`` event.
+
+        Raises:
+            NotFound: no such version.
+            InvalidInput: the key cannot be read.
+        """
+        return self._releases.sign(ref, key_path, passphrase=passphrase, actor=actor)
+
+    def adopt_signature(self, ref: str, bundle: bytes, *, actor: str | None = None) -> dict[str, Any]:
+        """Take a signature made elsewhere (``model_signing sign key``) as the version's ``.sig``.
+
+        The bundle must verify, with a key trusted for the model, against exactly the
+        version's files, and name this version or its file/folder; the ``sign`` event
+        then records it (without a provenance statement: the hub never held the key).
+        A ``.sig`` put beside a version without this is not trusted.
+
+        Raises:
+            NotFound: no such version.
+            SignatureError: the bundle does not verify with a trusted key, or names
+                another version.
+        """
+        return self._releases.adopt_signature(ref, bundle, actor=actor)
+
+    def verify_signature(self, info: VersionInfo, *, ts: TrustStore | None = None) -> str:
+        """Check the version's ``.sig`` against the keys trusted for its model; returns the key id.
+
+        Raises:
+            SignatureError: unsigned, tampered, or signed by no trusted key.
+        """
+        return self._releases.verify_signature(info, ts=ts)
+
+    def check_trust(self, info: VersionInfo, *, mode: str | None = None) -> str:
+        """Apply the trust policy to a version about to be opened; returns the mode applied.
+
+        Raises:
+            SignatureError: the policy (mode ``enforce``) is not met.
+        """
+        return self._releases.check_trust(info, mode=mode)
+
+    def check_gates(self, ref: str, *, to: str) -> list[GateResult]:
+        """Evaluate the promotion gates configured for alias ``to``."""
+        return self._releases.check_gates(ref, to=to)
+
+    def promote(self, ref: str, *, to: str = "production", force: bool = False,
+                expect: str | None = None, actor: str | None = None) -> list[GateResult]:
+        """Move alias ``to`` to ``ref`` if every gate passes (or ``force``, recorded as such)."""
+        return self._lifecycle.promote(ref, to=to, force=force, expect=expect, actor=actor)
 
 
 def _is_local_url(url: str) -> bool:

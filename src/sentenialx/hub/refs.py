@@ -61,6 +61,14 @@ def validate_name(name: str, *, what: str = "model") -> str:
     return name
 
 
+MAX_REF_LENGTH = 512
+"""Longest ref: a model name, '@' and a version, alias, range or digest."""
+MAX_VERSION_LENGTH = 200
+"""Longest version string: the index's version column holds 200 characters."""
+MAX_VERSION_NUMBER = 2**31 - 1
+"""Largest MAJOR, MINOR or PATCH: the index keeps them as 32-bit integers to sort by."""
+
+
 def validate_alias(alias: str) -> str:
     """Check an alias name and return it: a name that starts with a letter and is not ``latest``.
 
@@ -90,11 +98,18 @@ class Version:
         Raises:
             InvalidVersion: the text is not semver.
         """
+        if isinstance(text, str) and len(text) > MAX_VERSION_LENGTH:
+            raise InvalidVersion(f"version {text[:20]!r}… is longer than {MAX_VERSION_LENGTH}"
+                                 " characters")
         m = _SEMVER_RE.match(text.strip()) if isinstance(text, str) else None
         if not m:
             raise InvalidVersion(f"version {text!r} is not semver; use MAJOR.MINOR.PATCH, e.g. 1.2.0")
+        nums = tuple(int(m.group(i)) for i in (1, 2, 3))
+        if max(nums) > MAX_VERSION_NUMBER:
+            raise InvalidVersion(f"version {text!r}: MAJOR, MINOR and PATCH must each be at most"
+                                 f" {MAX_VERSION_NUMBER}")
         pre = tuple(m.group(4).split(".")) if m.group(4) else ()
-        return cls(int(m.group(1)), int(m.group(2)), int(m.group(3)), pre, m.group(5) or "")
+        return cls(*nums, pre, m.group(5) or "")
 
     def __str__(self) -> str:
         s = f"{self.major}.{self.minor}.{self.patch}"
@@ -155,10 +170,10 @@ def _partial(text: str) -> tuple[int | None, int | None, int | None, tuple[str, 
     for p in parts:
         if p in ("x", "X", "*"):
             out.append(None)
-        elif p.isdigit():
+        elif p.isdigit() and len(p) <= len(str(MAX_VERSION_NUMBER)):
             out.append(int(p))
         else:
-            raise InvalidVersion(f"{text!r} is not a version")
+            raise InvalidVersion(f"{text[:40]!r} is not a version")
     while len(out) < 3:
         out.append(None)
     return out[0], out[1], out[2], pre
@@ -288,6 +303,8 @@ def parse_ref(text: str) -> Ref:
         raise InvalidRef("empty ref; use MODEL, MODEL@VERSION, MODEL@ALIAS, MODEL@RANGE"
                          " or MODEL@sha256:DIGEST")
     text = text.strip()
+    if len(text) > MAX_REF_LENGTH:
+        raise InvalidRef(f"ref {text[:40]!r}… is longer than {MAX_REF_LENGTH} characters")
     name, sep, sel = text.partition("@")
     try:
         validate_name(name)

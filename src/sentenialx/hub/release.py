@@ -1,7 +1,8 @@
-"""Signed releases, the trust policy in force, and promotion gates: the Hub's release verbs.
+"""Signed releases, the trust policy in force, and promotion gates: the Hub's release part.
 
-Kept apart from ``hub.py`` (the storage order of operations) and mixed into
-:class:`~sentenialx.hub.hub.Hub`.
+Composed into :class:`~sentenialx.hub.hub.Hub` like the storage parts; the
+storage parts ask it (through :class:`~sentenialx.hub._core.Trust`) whether a
+version may be handed out and whether an alias move passes its gates.
 """
 
 from __future__ import annotations
@@ -10,20 +11,23 @@ import base64
 import hashlib
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sentenialx.hub._core import Core, Part, default_actor
+from sentenialx.hub._views import Views
 from sentenialx.hub.errors import (
-    GateFailed,
     InvalidInput,
     NotFound,
     SignatureError,
 )
 from sentenialx.hub.manifest import canonical_json
 from sentenialx.hub.trust import GateResult, TrustStore
-from sentenialx.hub.values import VersionInfo
+from sentenialx.hub.values import Problem, VersionInfo
 
 if TYPE_CHECKING:
+    from sentenialx.hub.events import Event
     from sentenialx.hub.index.sql import SqlIndex
     from sentenialx.hub.store.local import LocalStore
 
@@ -31,29 +35,20 @@ log = logging.getLogger("sentenialx.trust")
 PROVENANCE_TYPE = "application/vnd.sentenialx.provenance+json"
 
 
-class ReleaseMixin:
-    """Signing, trust checks and promotion on top of the Hub's storage."""
+class Releases(Part):
+    """Signing, trust checks and promotion gates on top of the Hub's storage."""
 
-    if TYPE_CHECKING:
-        @property
-        def root(self) -> Path: ...
-        @property
-        def index(self) -> SqlIndex: ...
-        @property
-        def store(self) -> LocalStore: ...
-        def resolve(self, ref: str, *, include_revoked: bool = False) -> VersionInfo: ...
-        def weights_entry(self, info: VersionInfo) -> Any: ...
-        def set_alias(self, ref: str, alias: str, *, expect: str | None = None,
-                      actor: str | None = None) -> str | None: ...
-        def write_registry_json(self) -> None: ...
+    def __init__(self, core: Core, *, views: Views) -> None:
+        super().__init__(core)
+        self.views = views
+
+    def is_gated(self, alias: str) -> bool:
+        """True when ``alias`` has promotion gates, so every move of it must pass them."""
+        return bool(self.trust_store().gates_for(alias))
 
     # -- policy ---------------------------------------------------------------------------
     def trust_store(self) -> TrustStore:
-        """The hub's trust policy, checked against the history.
-
-        Raises:
-            SignatureError: trust/policy.json was changed outside sentenialx.
-        """
+        """The hub's trust policy, checked against the history."""
         ts = TrustStore.load(self.root)
         last = self.index.last_event("trust")
         if last is not None and "policy" in last.payload:
@@ -77,9 +72,9 @@ class ReleaseMixin:
                     f"trust/policy.json (sha256 {actual[:12]}…) is not the policy the history"
                     f" recorded ({str(recorded)[:12]}…): it was edited outside sentenialx;"
                     " restore it or re-apply the change with `sentenialx keys`")
-            # Review fix: the recorded hash covers policy.json only, not trust/keys/<id>.pub,
-            # so a key file swapped for another key was trusted under the old id. Bind each
-            # hub key file to the id the policy names it by.
+            # The recorded hash covers policy.json only, not trust/keys/<id>.pub: each hub
+            # key file must be the key the policy names by that id, or a swapped file
+            # would be trusted under the old id.
             from sentenialx.hub.signing import key_id, load_public_key
 
             for k in ts.keys():
@@ -95,8 +90,8 @@ class ReleaseMixin:
                         " that id: it was replaced outside sentenialx; restore it or trust the"
                         " key again with `sentenialx keys trust PUB`")
         elif self.index.last_event("trust") is not None:
-            # Review fix: a deleted policy.json used to fall back to the defaults silently,
-            # dropping revocations, key scopes and stricter modes.
+            # A deleted policy.json must not fall back to the defaults, which would drop
+            # revocations, key scopes and stricter modes.
             raise SignatureError("trust/policy.json is missing although the history records trust"
                                  " changes: it was deleted outside sentenialx; restore it")
         return ts
@@ -114,35 +109,31 @@ class ReleaseMixin:
 
     def save_trust(self, ts: TrustStore, *, action: str, detail: dict[str, Any],
                    actor: str | None = None) -> str:
-        """Write the policy and record the change as a ``trust`` event; returns its sha256.
-
-        The event carries the whole policy and the trusted public keys, so every machine
-        sharing the index applies the same policy (see :meth:`trust_store`).
-        """
-        from sentenialx.hub._core import default_actor
+        """Write the policy and record the change as a ``trust`` event; returns its sha256."""
 
         sha = ts.save()
         pems = {k.key_id: k.pem.decode() for k in ts.keys() if k.source == "hub" and k.pem}
         self.index.append_event("trust", "", "", actor=actor or default_actor(),
                                 payload=dict(detail, action=action, policy_sha256=sha,
                                              policy=ts.policy, key_pems=pems))
-        self.write_registry_json()
+        self.views.write_registry_json()
         return sha
 
     # -- signing --------------------------------------------------------------------------
     def signature_subject(self, info: VersionInfo) -> tuple[str, list[tuple[str, str]]]:
-        """The model name and (path, sha256) resources an OpenSSF signature of ``info`` covers.
+        """The subject name and (path, sha256) resources an OpenSSF signature of ``info`` covers."""
+        return bound_subject_name(info.model, info.version, self._file_name(info)), \
+            self._signed_files(info)
 
-        A single-file version is its weights file (resource ``.``); a folder version
-        is its folder, every file in it. These are exactly the files loaders read.
-        """
+    def _file_name(self, info: VersionInfo) -> str:
+        return info.stem if info.layout == "dir" else str(self.weights_entry(info).path)
+
+    def _signed_files(self, info: VersionInfo) -> list[tuple[str, str]]:
         if info.layout == "dir":
             prefix = info.stem + "/"
-            files = [(f.path[len(prefix):], f.sha256) for f in info.files
-                     if f.path.startswith(prefix)]
-            return info.stem, files
-        w = self.weights_entry(info)
-        return w.path, [(".", w.sha256)]
+            return [(f.path[len(prefix):], f.sha256) for f in info.files
+                    if f.path.startswith(prefix)]
+        return [(".", self.weights_entry(info).sha256)]
 
     def sig_key(self, info: VersionInfo) -> str:
         """Store key of the version's ``.sig`` sidecar."""
@@ -150,17 +141,7 @@ class ReleaseMixin:
 
     def sign(self, ref: str, key_path: str | os.PathLike[str], *, passphrase: bytes | None = None,
              actor: str | None = None) -> dict[str, Any]:
-        """Sign a version: an OpenSSF model-signing bundle beside it plus a provenance signature.
-
-        The ``.sig`` sidecar verifies with ``model_signing verify key`` on the version's
-        file or folder. The provenance statement (version digest, training-data digest,
-        metrics) is signed with the same key and kept in the ``sign`` event.
-
-        Raises:
-            NotFound: no such version.
-            InvalidInput: the key cannot be read.
-        """
-        from sentenialx.hub._core import default_actor
+        """Sign a version: an OpenSSF model-signing bundle beside it plus a provenance signature."""
         from sentenialx.hub.signing import key_id, load_private_key, sign_files
 
         info = self.resolve(ref, include_revoked=True)
@@ -180,8 +161,32 @@ class ReleaseMixin:
                    "provenance": prov, "provenance_sig": base64.b64encode(sig).decode()}
         self.index.append_event("sign", info.model, info.version, actor=actor or default_actor(),
                                 payload=payload)
-        self.write_registry_json()
+        self.views.write_registry_json()
         return {"ref": info.ref, "key_id": kid, "sig": str(self.root / self.sig_key(info))}
+
+    def adopt_signature(self, ref: str, bundle: bytes, *, actor: str | None = None) -> dict[str, Any]:
+        """Take a signature made elsewhere (``model_signing sign key``) as the version's ``.sig``."""
+        from sentenialx.hub.signing import verify_bundle
+
+        info = self.resolve(ref, include_revoked=True)
+        trusted = self.trust_store().trusted_for(info.model)
+        name, files = self.signature_subject(info)
+        try:
+            verified = verify_bundle(bundle, files=files, public_keys=trusted)
+        except SignatureError as exc:
+            raise SignatureError(f"{info.ref}: {exc}", version=info.ref,
+                                 trusted_keys=tuple(trusted)) from None
+        if verified.model_name not in (name, self._file_name(info)):
+            raise SignatureError(f"{info.ref}: the signature was made for"
+                                 f" {verified.model_name!r}, not for {name!r}; refusing",
+                                 version=info.ref, trusted_keys=tuple(trusted))
+        key = self.sig_key(info)
+        self.store.put_small(key, bundle)
+        self.index.append_event("sign", info.model, info.version, actor=actor or default_actor(),
+                                payload={"key_id": verified.key_id, "adopted": True,
+                                         "sig_sha256": hashlib.sha256(bundle).hexdigest()})
+        self.views.write_registry_json()
+        return {"ref": info.ref, "key_id": verified.key_id, "sig": str(self.root / key)}
 
     @staticmethod
     def _provenance_statement(info: VersionInfo) -> dict[str, Any]:
@@ -191,11 +196,7 @@ class ReleaseMixin:
                 "metrics": info.meta.get("metrics", {})}
 
     def verify_signature(self, info: VersionInfo, *, ts: TrustStore | None = None) -> str:
-        """Check the version's ``.sig`` against the keys trusted for its model; returns the key id.
-
-        Raises:
-            SignatureError: unsigned, tampered, or signed by no trusted key.
-        """
+        """Check the version's ``.sig`` against the keys trusted for its model; returns the key id."""
         from sentenialx.hub.signing import bundle_key_ids, verify_bundle
 
         ts = ts or self.trust_store()
@@ -220,14 +221,28 @@ class ReleaseMixin:
                 f"{info.ref}: {exc} (signed by {', '.join(k[:12] for k in found) or 'unknown'};"
                 f" trusted: {', '.join(k[:12] for k in trusted)})", version=info.ref,
                 found_keys=found, trusted_keys=tuple(trusted)) from None
+        # The bundle covers only file names and digests: the same bytes under another
+        # version or model would pass. Bind it (DESIGN.md, read: "signatures bound to model
+        # and version") by its subject name and by the history: a `sign` event of THIS
+        # version must record THIS bundle, made by the key that verified it, with a
+        # provenance statement naming this model, version and digest signed by that key.
+        if verified.model_name not in (name, self._file_name(info)):
+            raise SignatureError(
+                f"{info.ref}: the signature was made for {verified.model_name!r}, not for"
+                f" {name!r} (copied from another version or model?); sign it with"
+                f" `sentenialx models sign {info.ref} --key KEY`", version=info.ref,
+                found_keys=found, trusted_keys=tuple(trusted))
+        why = recorded_signature(self.index.events(model=info.model), info,
+                                 hashlib.sha256(bundle).hexdigest(), verified.key_id,
+                                 trusted[verified.key_id])
+        if why is not None:
+            raise SignatureError(f"{info.ref}: {why}; sign it with `sentenialx models sign"
+                                 f" {info.ref} --key KEY`", version=info.ref, found_keys=found,
+                                 trusted_keys=tuple(trusted))
         return str(verified.key_id)
 
     def check_trust(self, info: VersionInfo, *, mode: str | None = None) -> str:
-        """Apply the trust policy to a version about to be opened; returns the mode applied.
-
-        Raises:
-            SignatureError: the policy (mode ``enforce``) is not met.
-        """
+        """Apply the trust policy to a version about to be opened; returns the mode applied."""
         ts = self.trust_store()
         if mode is None:
             aliases = [a.alias for a in self.index.list_aliases(info.model)
@@ -317,28 +332,118 @@ class ReleaseMixin:
         return GateResult("provenance", False, f"data digest {dd[:12]}… is recorded but not signed"
                           " by a trusted key (sign the version)")
 
-    def promote(self, ref: str, *, to: str = "production", force: bool = False,
-                expect: str | None = None, actor: str | None = None) -> list[GateResult]:
-        """Move alias ``to`` to ``ref`` if every gate passes (or ``force``, recorded as such).
 
-        Raises:
-            GateFailed: a gate failed and ``force`` is not set; the message names each.
-            Conflict: the alias moved concurrently (with ``expect``).
-        """
-        from sentenialx.hub._core import default_actor
+def bound_subject_name(model: str, version: str, file_name: str) -> str:
+    """The subject name a hub signature carries: ``model@version:file`` (e.g.
+    ``distill@1.2.0:threat_student_v1.2.0.onnx``).
 
-        results = self.check_gates(ref, to=to)
-        failed = [r for r in results if not r.ok]
-        if failed and not force:
-            raise GateFailed(f"promotion of {ref} to {to} refused: " + "; ".join(
-                f"{r.gate}: {r.detail}" for r in failed), failed=tuple(r.gate for r in failed))
-        info = self.resolve(ref)
-        if expect:
-            from sentenialx.hub.refs import Version
+    The ``model_signing`` tool records the file or folder name there and does not check
+    it on verification, so carrying the model and version keeps the signature verifiable
+    by the tool while tying it to one version. Signatures made before this (subject name
+    = file name) are accepted only with the recorded ``sign`` event that binds them too.
+    """
+    return f"{model}@{version}:{file_name}"
 
-            expect = str(Version.parse(expect))
-        self.index.set_alias(info.model, to, info.version, expect=expect,
-                             actor=actor or default_actor(), kind="promote",
-                             extra={"force": force, "gates": [r.to_dict() for r in results]})
-        self.write_registry_json()
-        return results
+
+def _provenance_ok(payload: dict[str, Any], info: VersionInfo, public_key: Any) -> bool:
+    """True when the event's provenance names ``info`` and ``public_key`` signed it."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from sentenialx.hub.signing import pae
+
+    prov = payload.get("provenance")
+    if not isinstance(prov, dict) or (prov.get("model"), prov.get("version"),
+                                      prov.get("digest")) != (info.model, info.version,
+                                                              info.digest):
+        return False
+    try:
+        public_key.verify(base64.b64decode(str(payload["provenance_sig"])),
+                          pae(PROVENANCE_TYPE, canonical_json(prov)), ec.ECDSA(hashes.SHA256()))
+    except (InvalidSignature, ValueError, KeyError, TypeError):
+        return False
+    return True
+
+
+def recorded_signature(events: Sequence[Event], info: VersionInfo, sig_sha256: str,
+                       key_id: str, public_key: Any) -> str | None:
+    """None when a ``sign`` event of ``info`` records this bundle and key; else why not.
+
+    The event must name the version, record ``sig_sha256`` and ``key_id``, and carry a
+    provenance statement for this model, version and digest that ``public_key`` signed;
+    an event someone wrote into the index without the key fails the last test.
+
+    Args:
+        events: the model's events (other models' and versions' are skipped).
+        info: the version whose ``.sig`` is being trusted.
+        sig_sha256: sha256 of the ``.sig`` bytes.
+        key_id: id of the key the bundle verified with.
+        public_key: that key.
+    """
+    mine: list[Event] = []
+    for e in sorted(events, key=lambda e: e.seq):
+        if e.model != info.model or e.version != info.version:
+            continue
+        if e.kind == "delete":
+            mine = []  # a version deleted and registered again is a new version
+        elif e.kind == "sign":
+            mine.append(e)
+    if not mine:
+        return ("no `sign` event of this version records its signature (copied from another"
+                " version or model, or put there behind the hub's back)")
+    same = [e for e in mine if e.payload.get("sig_sha256") == sig_sha256]
+    if not same:
+        return (f"its signature (sha256 {sig_sha256[:12]}…) is not the one the history recorded"
+                f" ({', '.join(str(e.payload.get('sig_sha256'))[:12] + '…' for e in mine)})")
+    for e in same:
+        if e.payload.get("key_id") != key_id:
+            continue
+        # An adopted tool signature has no provenance (the hub never held the key); its
+        # binding is the event alone, which only a pinned hub key vouches for.
+        if e.payload.get("adopted") is True and "provenance" not in e.payload:
+            return None
+        if _provenance_ok(e.payload, info, public_key):
+            return None
+    return (f"the `sign` event recording its signature does not carry a provenance statement"
+            f" for this version signed by key {key_id[:12]}… (the history was altered)")
+
+
+def unrecorded_signatures(index: SqlIndex, store: LocalStore,
+                          versions: Sequence[VersionInfo]) -> list[Problem]:
+    """fsck: every ``.sig`` of ``versions`` that no ``sign`` event records, or records otherwise.
+
+    Reports a ``signature`` problem for a ``.sig`` with no ``sign`` event for its version,
+    and for one whose sha256 differs from every one its version's events recorded. (Whether
+    the signature verifies with a trusted key is the trust policy's business, at read time.)
+
+    Args:
+        index: the hub's index (its events are read once).
+        store: where the ``.sig`` sidecars live.
+        versions: the versions to check.
+    """
+    recorded: dict[tuple[str, str], set[str]] = {}
+    for e in index.events():
+        if e.kind == "sign":
+            recorded.setdefault((e.model, e.version), set()).add(str(e.payload.get("sig_sha256")))
+        elif e.kind == "delete":
+            recorded.pop((e.model, e.version), None)
+    out: list[Problem] = []
+    for v in versions:
+        key = f"{v.model}/{v.stem}.sig"
+        try:
+            actual = hashlib.sha256(store.read_bytes(key)).hexdigest()
+        except NotFound:
+            continue
+        want = recorded.get((v.model, v.version))
+        if not want:
+            out.append(Problem("signature", key, f"{key}: no `sign` event records a signature of"
+                               f" {v.ref} (copied from another version, or put there behind the"
+                               " hub's back); delete it or sign the version", v.model, v.version,
+                               "", actual))
+        elif actual not in want:
+            out.append(Problem("signature", key, f"{key}: sha256 {actual[:12]}… is not the"
+                               f" signature the history recorded for {v.ref}"
+                               f" ({', '.join(w[:12] + '…' for w in sorted(want))})", v.model,
+                               v.version, ",".join(sorted(want)), actual))
+    return out

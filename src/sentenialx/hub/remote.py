@@ -69,10 +69,6 @@ log = logging.getLogger("sentenialx.remote")
 CHUNK = 1024 * 1024
 RETRIES = 4
 """How many times a broken download is resumed before giving up."""
-_STATUS_ERRORS: dict[int, type[HubError]] = {
-    400: InvalidInput, 401: E.Unauthenticated, 403: E.PermissionDenied, 404: NotFound,
-    409: E.Conflict, 413: E.TooLarge, 422: InvalidInput, 503: StoreUnavailable,
-}
 
 
 def _httpx() -> Any:
@@ -167,20 +163,21 @@ class RemoteHub:
         return self.hub_dir / "files"
 
     def _raise_for(self, resp: Any) -> None:
+        """Raise the hub error a non-2xx answer carries (one table both ways, facts included).
+
+        Raises:
+            HubError: the class and facts the server sent, validated as untrusted input.
+        """
         if resp.status_code < 400:
             return
         try:
-            err = resp.json()["error"]
-            type_, message = str(err["type"]), str(err["message"])
-        except (ValueError, KeyError, TypeError):
-            type_, message = "", f"HTTP {resp.status_code} from {self.url}: {resp.text[:200]}"
-        cls = getattr(E, type_, None)
-        if isinstance(cls, type) and issubclass(cls, HubError):
-            try:
-                raise cls(message)
-            except TypeError:
-                pass
-        raise _STATUS_ERRORS.get(resp.status_code, HubError)(message)
+            body = resp.json()
+        except (ValueError, TypeError, RecursionError):
+            body = None
+        if not isinstance(body, dict) or not isinstance(body.get("error"), dict):
+            body = {"error": {"message": f"HTTP {resp.status_code} from {self.url}:"
+                                         f" {str(resp.text)[:200]}"}}
+        raise E.from_http(resp.status_code, body)
 
     def _unreachable(self, exc: Exception) -> StoreUnavailable:
         return StoreUnavailable(f"hub {self.url} is unreachable ({type(exc).__name__}: {exc})")
@@ -398,9 +395,10 @@ class RemoteHub:
 
     def diff(self, a: str, b: str) -> dict[str, Any]:
         """Compare two versions (see :meth:`Hub.diff`)."""
-        from sentenialx.hub.hub import Hub
+        from sentenialx.hub._read import diff_versions
 
-        return Hub.diff(cast(Any, self), a, b)
+        return diff_versions(self.resolve(a, include_revoked=True),
+                             self.resolve(b, include_revoked=True))
 
     def verify(self, ref: str | None = None, *, model: str | None = None, deep: bool = False,
                progress: Progress | None = None) -> Any:
@@ -683,18 +681,21 @@ class RemoteHub:
         return info
 
     def set_alias(self, ref: str, alias: str, *, expect: str | None = None,
-                  actor: str | None = None) -> str | None:
+                  actor: str | None = None, force: bool = False) -> str | None:
         """Point ``alias`` at the version ``ref`` names; returns the previous version.
+
+        The server's Hub applies the alias's gates; ``force`` needs an admin token.
 
         Raises:
             NotFound: the ref does not resolve.
             Conflict: the alias moved since the caller looked (``expect``).
+            GateFailed: the alias is gated and a gate failed.
         """
         del actor
         r = parse_ref(ref)
         return cast(str | None, self._send(
             "PUT", f"/models/{quote(r.name)}/aliases/{quote(alias, safe='')}",
-            json={"ref": str(r), "expect": expect},
+            json={"ref": str(r), "expect": expect}, params={"force": "true"} if force else None,
             check=lambda d: U.version_field(d, "previous", source=self._source, optional=True)))
 
     def remove_alias(self, model: str, alias: str, *, expect: str | None = None,
@@ -706,11 +707,13 @@ class RemoteHub:
             "DELETE", f"/models/{quote(model)}/aliases/{quote(alias, safe='')}", params=params,
             check=lambda d: U.version_field(d, "version", source=self._source)))
 
-    def rollback(self, model: str, alias: str, *, actor: str | None = None) -> str:
-        """Move ``alias`` back to where it pointed before its last move."""
+    def rollback(self, model: str, alias: str, *, actor: str | None = None,
+                 force: bool = False) -> str:
+        """Move ``alias`` back to where it pointed before its last move (through its gates)."""
         del actor
         return str(self._send(
             "POST", f"/models/{quote(model)}/aliases/{quote(alias, safe='')}/rollback",
+            params={"force": "true"} if force else None,
             check=lambda d: U.version_field(d, "version", source=self._source)))
 
     def revoke(self, ref: str, *, reason: str, actor: str | None = None) -> VersionInfo:

@@ -198,26 +198,57 @@ def generate_keypair(
         if os.path.lexists(p):
             raise _exists(p)
     key = ec.generate_private_key(ec.SECP256R1())
-    encryption: serialization.KeySerializationEncryption = (
-        serialization.BestAvailableEncryption(passphrase)
-        if passphrase is not None
-        else serialization.NoEncryption()
-    )
-    priv_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
-    )
-    pub_pem = _spki_pem(key.public_key())
-    priv_p.parent.mkdir(parents=True, exist_ok=True)
-    pub_p.parent.mkdir(parents=True, exist_ok=True)
-    _write_new(priv_p, priv_pem, 0o600)
+    kid = write_private_key(key, priv_p, passphrase=passphrase)
     try:
-        _write_new(pub_p, pub_pem, 0o644)
+        write_public_key(key.public_key(), pub_p)
     except BaseException:
         # We made the private key a moment ago and nobody holds its public half:
         # leave no orphan behind.
         priv_p.unlink(missing_ok=True)
         raise
-    return hashlib.sha256(pub_pem).hexdigest()
+    return kid
+
+
+def write_private_key(
+    key: ec.EllipticCurvePrivateKey,
+    path: str | os.PathLike[str],
+    *,
+    passphrase: bytes | None = None,
+) -> str:
+    """Write ``key`` as PKCS#8 PEM (mode 0600) to a new file, encrypted with ``passphrase``.
+
+    The file appears complete or not at all and never replaces one; returns the key id.
+
+    Raises:
+        AlreadyExists: ``path`` exists.
+        InvalidInput: the passphrase is empty.
+    """
+    if passphrase is not None and not passphrase:
+        raise InvalidInput("the passphrase is empty; give a non-empty one or none at all")
+    encryption: serialization.KeySerializationEncryption = (
+        serialization.BestAvailableEncryption(passphrase)
+        if passphrase is not None
+        else serialization.NoEncryption()
+    )
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            encryption)
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    _write_new(p, pem, 0o600)
+    return key_id(key.public_key())
+
+
+def write_public_key(key: ec.EllipticCurvePublicKey, path: str | os.PathLike[str]) -> str:
+    """Write ``key`` as SubjectPublicKeyInfo PEM (mode 0644) to a new file; returns its id.
+
+    Raises:
+        AlreadyExists: ``path`` exists.
+    """
+    pem = _spki_pem(key)
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    _write_new(p, pem, 0o644)
+    return hashlib.sha256(pem).hexdigest()
 
 
 # -- signing ---------------------------------------------------------------------------------

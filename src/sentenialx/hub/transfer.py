@@ -17,6 +17,7 @@ hub folders together with the source's events as provenance.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import tempfile
@@ -25,7 +26,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sentenialx.hub.errors import Conflict, HubError, IntegrityError, InvalidInput, NotFound
+from sentenialx.hub.errors import (
+    Conflict,
+    GateFailed,
+    HubError,
+    IntegrityError,
+    InvalidInput,
+    NotFound,
+)
 from sentenialx.hub.hashing import Progress
 from sentenialx.hub.manifest import FileEntry
 from sentenialx.hub.remote import RemoteHub
@@ -34,6 +42,8 @@ from sentenialx.hub.values import VersionInfo
 AnyHub = Any
 """A :class:`~sentenialx.hub.hub.Hub` or a :class:`RemoteHub`."""
 
+
+log = logging.getLogger("sentenialx.transfer")
 
 @dataclass(slots=True)
 class CopyResult:
@@ -47,13 +57,14 @@ class CopyResult:
     bytes_sent: int = 0
     files_deduped: int = 0
     aliases: list[str] = field(default_factory=list)
+    aliases_held: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-dict form."""
         return {"ref": self.ref, "status": self.status, "digest": self.digest,
                 "files": self.files, "files_sent": self.files_sent,
                 "bytes_sent": self.bytes_sent, "files_deduped": self.files_deduped,
-                "aliases": self.aliases}
+                "aliases": self.aliases, "aliases_held": self.aliases_held}
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,7 +313,14 @@ def copy_versions(src: AnyHub, dst: AnyHub, refs: Sequence[str], *,
                     except NotFound:
                         cur = None
                     if cur != info.version:
-                        dst.set_alias(info.ref, a.alias, expect=cur or "", actor=actor)
+                        try:
+                            dst.set_alias(info.ref, a.alias, expect=cur or "", actor=actor)
+                        except GateFailed as exc:
+                            # A copy moves a gated alias only through the destination's own
+                            # gates; the version is copied, the alias is reported as held back.
+                            log.warning("%s: alias %s not moved: %s", info.ref, a.alias, exc)
+                            res.aliases_held.append(a.alias)
+                            continue
                     res.aliases.append(a.alias)
         results.append(res)
 
@@ -472,7 +490,7 @@ def copy_hub(src: AnyHub, dst: AnyHub, refs: Sequence[str] = (), *, actor: str |
         Conflict: ``dst`` holds the same version number with other content.
         IntegrityError: a copy's digest differs from the source's.
     """
-    from sentenialx.hub.hub import default_actor
+    from sentenialx.hub._core import default_actor
 
     actor = actor or default_actor()
     rep = HubCopyReport()

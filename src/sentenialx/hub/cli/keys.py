@@ -75,15 +75,44 @@ def revoke(key: str, hub_path: str | None) -> None:
 
 
 @keys.command("hub-key")
+@click.option("--out", "out", required=True, type=click.Path(path_type=Path),
+              help="Where to write the hub's private key (outside the hub folder; mode 0600).")
+@click.option("--passphrase-env", metavar="VAR", help="Encrypt the private key with $VAR.")
 @hub_option
-def hub_key(hub_path: str | None) -> None:
-    """Give the hub its own key: it then signs its state and the exported chain head."""
-    from sentenialx.hub.state import HUB_PUB, create_hub_key
+@json_option
+def hub_key(out: Path, passphrase_env: str | None, hub_path: str | None, as_json: bool) -> None:
+    """Give the hub its own key: it then signs its state and the exported chain head.
+
+    The private key goes to --out, never into the hub folder; the folder and the
+    history keep only the public key, and hub.toml names the path for writers on this
+    machine (elsewhere set $SENTENIALX_HUB_KEY; an encrypted key also needs
+    $SENTENIALX_HUB_KEY_PASSPHRASE). A hub whose key is still trust/hub_key.pem has it
+    moved to --out.
+    """
+    from sentenialx.hub.state import HUB_PUB, PASSPHRASE_ENV, create_hub_key
 
     hub = open_hub(hub_path)
-    kid = create_hub_key(hub.root)
-    hub.save_trust(hub.trust_store(), action="hub-key", detail={"key_id": kid})
-    click.echo(f"hub key {kid}; readers pin {hub.root / HUB_PUB}")
+    secret = _passphrase(passphrase_env)
+    kid = create_hub_key(hub.root, out, passphrase=secret)
+    pem = (hub.root / HUB_PUB).read_text()
+    # The trust event below is the first write the new key signs: it must be able to
+    # decrypt the key whatever variable the operator keeps the passphrase in.
+    saved = os.environ.get(PASSPHRASE_ENV)
+    if secret is not None:
+        os.environ[PASSPHRASE_ENV] = secret.decode()
+    try:
+        hub.save_trust(hub.trust_store(), action="hub-key",
+                       detail={"key_id": kid, "public_key": pem})
+    finally:
+        if saved is None:
+            os.environ.pop(PASSPHRASE_ENV, None)
+        else:
+            os.environ[PASSPHRASE_ENV] = saved
+    if as_json:
+        print_json({"key_id": kid, "private_key": str(out), "public_key": str(hub.root / HUB_PUB)})
+    else:
+        click.echo(f"hub key {kid}; private key {out}; readers pin {hub.root / HUB_PUB}"
+                   " (copy it now: `--hub-pubkey PUB` trusts that copy, not the folder)")
 
 
 @keys.command("list")
@@ -161,15 +190,26 @@ def gate(alias: str, mins: tuple[str, ...], maxs: tuple[str, ...],
 
 @click.command()
 @click.argument("ref")
-@click.option("--key", "key_path", required=True, type=click.Path(path_type=Path, exists=True),
+@click.option("--key", "key_path", type=click.Path(path_type=Path, exists=True),
               help="Private key PEM.")
+@click.option("--adopt", "adopt", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              help="Instead of signing, record this `model_signing sign key` bundle as REF's"
+                   " signature (it must verify with a trusted key).")
 @click.option("--passphrase-env", metavar="VAR", help="The key's passphrase is in $VAR.")
 @hub_option
 @json_option
-def sign(ref: str, key_path: Path, passphrase_env: str | None, hub_path: str | None,
-         as_json: bool) -> None:
+def sign(ref: str, key_path: Path | None, adopt: Path | None, passphrase_env: str | None,
+         hub_path: str | None, as_json: bool) -> None:
     """Sign REF: an OpenSSF model-signing .sig beside it, plus signed provenance."""
-    out = open_hub(hub_path).sign(ref, key_path, passphrase=_passphrase(passphrase_env))
+    if (key_path is None) == (adopt is None):
+        raise InvalidInput("give exactly one of --key KEY (sign) or --adopt SIG (record a"
+                           " signature made with the model_signing tool)")
+    hub = open_hub(hub_path)
+    if adopt is not None:
+        out = hub.adopt_signature(ref, adopt.read_bytes())
+    else:
+        assert key_path is not None
+        out = hub.sign(ref, key_path, passphrase=_passphrase(passphrase_env))
     if as_json:
         print_json(out)
     else:

@@ -372,14 +372,17 @@ def delete(ref: str, yes: bool, hub_path: str | None) -> None:
 @click.option("--model", "model", help="Only this model's events.")
 @click.option("--limit", type=int, help="Only the last N events.")
 @click.option("--verify", "verify_chain", is_flag=True, help="Check the whole hash chain.")
+@click.option("--hub-pubkey", "hub_pubkey", metavar="PEM", envvar="SENTENIALX_HUB_PUBKEY",
+              type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              help="With --verify: the hub's public key, pinned (the folder's copy is not trusted).")
 @hub_option
 @json_option
-def log(model: str | None, limit: int | None, verify_chain: bool, hub_path: str | None,
-        as_json: bool) -> None:
+def log(model: str | None, limit: int | None, verify_chain: bool, hub_pubkey: Path | None,
+        hub_path: str | None, as_json: bool) -> None:
     """Show the hash-chained history (newest last)."""
     hub = open_hub(hub_path)
     if verify_chain:
-        rep = hub.verify_log()
+        rep = hub.verify_log(**({"pubkey": hub_pubkey} if hub_pubkey else {}))
         if as_json:
             print_json({"ok": rep.ok, "events": rep.count, "head": rep.head,
                         "first_bad": rep.first_bad, "reason": rep.reason})
@@ -460,11 +463,15 @@ def gc(grace: str, dry_run: bool, hub_path: str | None, as_json: bool) -> None:
 @models.command()
 @click.argument("model", required=False)
 @click.option("--deep", is_flag=True, help="Re-hash every file.")
+@click.option("--hub-pubkey", "hub_pubkey", metavar="PEM", envvar="SENTENIALX_HUB_PUBKEY",
+              type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              help="The hub's public key, pinned (the folder's copy is not trusted).")
 @hub_option
 @json_option
-def fsck(model: str | None, deep: bool, hub_path: str | None, as_json: bool) -> None:
+def fsck(model: str | None, deep: bool, hub_pubkey: Path | None, hub_path: str | None,
+         as_json: bool) -> None:
     """Check index, files, sidecars, registry.json and the event chain against each other."""
-    rep = open_hub(hub_path).fsck(model, deep=deep)
+    rep = open_hub(hub_path).fsck(model, deep=deep, **({"pubkey": hub_pubkey} if hub_pubkey else {}))
     if as_json:
         print_json(rep.to_dict())
     else:

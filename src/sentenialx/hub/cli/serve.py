@@ -57,18 +57,28 @@ def _local_hub(hub_path: str | None) -> Any:
               help="Largest upload accepted (413 above it).")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]))
+@click.option("--header-timeout", default=20.0, show_default=True, metavar="SECONDS",
+              type=click.FloatRange(min=0.1),
+              help="Drop a connection whose request headers take longer than this.")
+@click.option("--body-timeout", default=20.0, show_default=True, metavar="SECONDS",
+              type=click.FloatRange(min=0.1),
+              help="Drop a request whose body brings less than --min-body-rate bytes/s"
+                   " over this long.")
+@click.option("--min-body-rate", default=1024, show_default=True, metavar="BYTES",
+              type=click.IntRange(min=1), help="Slowest body upload accepted, in bytes/s.")
 @hub_option
 def serve(host: str, port: int, anonymous_read: bool, max_upload: str, log_level: str,
+          header_timeout: float, body_timeout: float, min_body_rate: int,
           hub_path: str | None) -> None:
     """Serve the hub: REST API (/api/v1, /openapi.json) and web pages, with token auth."""
     import uvicorn
 
     from sentenialx.hub.server import create_app
-    from sentenialx.hub.server.auth import list_tokens
+    from sentenialx.hub.server._timeouts import guarded_protocol
 
     hub = _local_hub(hub_path)
     app = create_app(hub, anonymous_read=anonymous_read, max_upload_bytes=_size(max_upload))
-    active = [t for t in list_tokens(hub) if t.active]
+    active = [t for t in hub.tokens.list() if t.active]
     if host not in _LOOPBACK:
         click.echo(f"warning: serving on {host}: reachable from the network; put TLS in front",
                    err=True)
@@ -77,7 +87,10 @@ def serve(host: str, port: int, anonymous_read: bool, max_upload: str, log_level
                    " NAME --scope read`", err=True)
     click.echo(f"serving {hub.root} on http://{host}:{port} (API /api/v1, /openapi.json)",
                err=True)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_keep_alive=30)
+    protocol = guarded_protocol(header_timeout=header_timeout, body_timeout=body_timeout,
+                                min_body_rate=min_body_rate)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_keep_alive=30,
+                http=protocol)
 
 
 @click.group(cls=HubGroup)
@@ -97,11 +110,9 @@ def token() -> None:
 def token_create(name: str, scope: str, models: tuple[str, ...], expires: str | None,
                  hub_path: str | None, as_json: bool) -> None:
     """Create token NAME; the secret is printed once and never stored."""
-    from sentenialx.hub.server.auth import create_token
-
     hub = _local_hub(hub_path)
-    secret, tok = create_token(hub, name, scope=scope, models=list(models) or None,
-                               expires_in=_duration(expires) if expires else None)
+    secret, tok = hub.tokens.create(name, scope=scope, models=list(models) or None,
+                                    expires_in=_duration(expires) if expires else None)
     if as_json:
         print_json(dict(tok.to_dict(), token=secret))
         return
@@ -118,9 +129,7 @@ def token_create(name: str, scope: str, models: tuple[str, ...], expires: str | 
 @json_option
 def token_list(show_all: bool, hub_path: str | None, as_json: bool) -> None:
     """List tokens (names, scopes, limits; never secrets)."""
-    from sentenialx.hub.server.auth import list_tokens
-
-    rows = list_tokens(_local_hub(hub_path), include_revoked=show_all)
+    rows = _local_hub(hub_path).tokens.list(include_revoked=show_all)
     if as_json:
         print_json([t.to_dict() for t in rows])
         return
@@ -140,9 +149,7 @@ def token_list(show_all: bool, hub_path: str | None, as_json: bool) -> None:
 @hub_option
 def token_revoke(name: str, hub_path: str | None) -> None:
     """Revoke token NAME; servers refuse it from their next request on."""
-    from sentenialx.hub.server.auth import revoke_token
-
-    tok = revoke_token(_local_hub(hub_path), name)
+    tok = _local_hub(hub_path).tokens.revoke(name)
     click.echo(f"revoked token {tok.name!r}")
 
 

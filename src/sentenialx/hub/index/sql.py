@@ -507,13 +507,15 @@ class SqlIndex:
                     S.versions.c.state == "ready")).limit(1)).first()
         return (row.model, row.path) if row else None
 
-    def find_files_by_sha(self, sha256: str, size: int) -> list[tuple[str, str]]:
-        """(model, path) of every file of a ready version with these bytes, oldest first."""
+    def find_files_by_sha(self, sha256: str, size: int, *, limit: int = 200
+                          ) -> list[tuple[str, str]]:
+        """(model, path) of up to ``limit`` files of ready versions with these bytes, oldest first."""
         with self.read() as c:
             rows = c.execute(select(S.versions.c.model, S.files.c.path).join(
                 S.versions, S.versions.c.id == S.files.c.version_id).where(and_(
                     S.files.c.sha256 == sha256, S.files.c.size == size,
-                    S.versions.c.state == "ready")).order_by(S.files.c.version_id)).all()
+                    S.versions.c.state == "ready")).order_by(S.files.c.version_id)
+                .limit(limit)).all()
         return [(r.model, r.path) for r in rows]
 
     # -- aliases ----------------------------------------------------------------------
@@ -734,3 +736,83 @@ class SqlIndex:
         with self.read() as c:
             return int(c.execute(select(func.count()).select_from(S.versions).where(
                 S.versions.c.state == "ready")).scalar_one())
+
+    # == API tokens (migration 0002) =====================================================
+    # Rows of the ``tokens`` table as plain dicts; the rules (scopes, hashing, expiry)
+    # live in sentenialx.hub._tokens. Names stay unique forever (revoked rows are kept)
+    # so ``token:<name>`` in the history always means one token.
+    @staticmethod
+    def _token_row(row: Any) -> dict[str, Any]:
+        return {"name": row.name, "scope": row.scope,
+                "models": json.loads(row.models) if row.models is not None else None,
+                "created_at": row.created_at, "created_by": row.created_by,
+                "expires_at": row.expires_at, "revoked_at": row.revoked_at,
+                "last_used_at": row.last_used_at}
+
+    def create_token(self, name: str, *, token_sha256: str, scope: str,
+                     models: Sequence[str] | None, created_by: str,
+                     expires_at: str | None) -> dict[str, Any]:
+        """Add a token row (only the secret's sha256); returns the row.
+
+        Raises:
+            AlreadyExists: a token (active or revoked) already has this name.
+        """
+        now = utcnow()
+        with self.write() as c:
+            if c.execute(select(S.tokens.c.id).where(S.tokens.c.name == name)).first():
+                raise AlreadyExists(f"a token named {name!r} exists (or existed: names of"
+                                    " revoked tokens are not reused); pick another name")
+            c.execute(insert(S.tokens).values(
+                name=name, token_sha256=token_sha256, scope=scope,
+                models=json.dumps(list(models)) if models is not None else None,
+                created_at=now, created_by=created_by, expires_at=expires_at,
+                revoked_at=None, last_used_at=None))
+            row = c.execute(select(S.tokens).where(S.tokens.c.name == name)).one()
+        return self._token_row(row)
+
+    def list_tokens(self) -> list[dict[str, Any]]:
+        """Every token row, oldest first."""
+        with self.read() as c:
+            rows = c.execute(select(S.tokens).order_by(S.tokens.c.id)).all()
+        return [self._token_row(r) for r in rows]
+
+    def revoke_token(self, name: str) -> dict[str, Any]:
+        """Mark a token revoked now; returns its row.
+
+        Raises:
+            NotFound: no token has this name, or it is already revoked.
+        """
+        with self.write() as c:
+            row = c.execute(select(S.tokens).where(S.tokens.c.name == name)).first()
+            if row is None or row.revoked_at is not None:
+                known = [r.name for r in c.execute(select(S.tokens.c.name).where(
+                    S.tokens.c.revoked_at.is_(None))).all()]
+                state = "is already revoked" if row is not None else "not found"
+                raise NotFound(f"token {name!r} {state}; active tokens:"
+                               f" {', '.join(known) or 'none'}", what="token", name=name)
+            c.execute(update(S.tokens).where(S.tokens.c.id == row.id)
+                      .values(revoked_at=utcnow()))
+            row = c.execute(select(S.tokens).where(S.tokens.c.id == row.id)).one()
+        return self._token_row(row)
+
+    def find_token_by_hash(self, token_sha256: str) -> dict[str, Any] | None:
+        """The token row whose secret hashes to ``token_sha256``, or None."""
+        with self.read() as c:
+            row = c.execute(select(S.tokens).where(
+                S.tokens.c.token_sha256 == token_sha256)).first()
+        return self._token_row(row) if row is not None else None
+
+    def touch_token(self, name: str) -> None:
+        """Record that a token was just used, best effort.
+
+        ``last_used_at`` is a hint for ``token list``, not history: no generation bump
+        (that would empty every resolve cache), and a busy index never fails a request.
+        """
+        try:
+            with self.engine.connect().execution_options(hub_write=True) as c:
+                with c.begin():
+                    c.execute(update(S.tokens).where(S.tokens.c.name == name)
+                              .values(last_used_at=utcnow()))
+        except sa_exc.SQLAlchemyError:
+            return
+

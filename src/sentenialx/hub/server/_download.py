@@ -9,6 +9,7 @@ can never splice two different files together.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -26,6 +27,8 @@ CHUNK = 1024 * 1024
 """Bytes per read and per ASGI message: large enough that per-chunk overhead is small."""
 
 _RANGE_RE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$")
+MAX_RANGE_DIGITS = 18
+"""A range bound with more digits is past the end of any file (and past int64)."""
 
 
 def etag_for(entry: FileEntry) -> str:
@@ -46,13 +49,16 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None | str:
 
     Returns None when the header is absent, malformed or asks for several ranges
     (the whole file is then sent, as RFC 9110 allows), and ``"unsatisfiable"``
-    when it starts past the end.
+    when it starts past the end or names a number of more than
+    :data:`MAX_RANGE_DIGITS` digits.
     """
-    if not header:
+    if not header or len(header) > 10000:
         return None
     m = _RANGE_RE.match(header)
     if not m or (not m.group(1) and not m.group(2)):
         return None
+    if max(len(m.group(1)), len(m.group(2))) > MAX_RANGE_DIGITS:
+        return "unsatisfiable"
     if m.group(1):
         start = int(m.group(1))
         end = int(m.group(2)) if m.group(2) else size - 1
@@ -198,8 +204,12 @@ def file_response(headers_in: Mapping[str, str], entry: FileEntry, *, size: int,
     if rng is not None and if_range is not None and if_range.strip() != etag:
         rng = None  # the client's partial copy is of other bytes: send the whole file
     if rng == "unsatisfiable":
-        return Response(status_code=416, headers={"Content-Range": f"bytes */{size}",
-                                                  "ETag": etag, "Accept-Ranges": "bytes"})
+        body = json.dumps({"error": {"type": "RangeNotSatisfiable", "message": (
+            f"the Range header asks for bytes outside {entry.path} ({size} bytes)"),
+            "facts": {}}})
+        return Response(body, status_code=416, media_type="application/json",
+                        headers={"Content-Range": f"bytes */{size}", "ETag": etag,
+                                 "Accept-Ranges": "bytes"})
     base["Content-Type"] = content_type
     if isinstance(rng, tuple):
         start, end = rng

@@ -20,33 +20,34 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import re
 import shutil
 import stat
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 from python_multipart.multipart import MultipartParseError, MultipartParser, parse_options_header
-from sqlalchemy import and_, select
 
-from sentenialx.hub.errors import IntegrityError, InvalidInput, TooLarge
+from sentenialx.hub import _staging, bounds
+from sentenialx.hub._tokens import Token
+from sentenialx.hub.errors import IntegrityError, InvalidInput, PermissionDenied, TooLarge
 from sentenialx.hub.hub import Hub, _role_in_folder
-from sentenialx.hub.index import schema as S
 from sentenialx.hub.manifest import ROLES, FileEntry, Manifest
-from sentenialx.hub.refs import Version, validate_name, validate_relpath
-from sentenialx.hub.server.auth import Token
-from sentenialx.hub.store.local import TMP_PREFIX, LocalStore
+from sentenialx.hub.refs import Version, parse_ref, validate_name, validate_relpath
 from sentenialx.hub.values import VersionInfo
 
 SPEC_MAX = 4 * 1024 * 1024
 """The spec part is JSON metadata, not bytes of a model: keep it small."""
 MAX_FILES = 10000
 MAX_ATTACHMENTS = 100
+MAX_PARENTS = 100
+SPEC_DEPTH = bounds.MAX_META_DEPTH + 2
+"""The spec's own nesting (spec -> metadata) on top of the metadata bound."""
+_UNKNOWN_VERSION_MARGIN = 40
+"""Bytes a bumped (not yet known) version may add to a stored name: ``_v`` and three numbers."""
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _SPEC_KEYS = {"layout", "name", "version", "bump", "metadata", "parents", "data_digest", "alias",
               "digest", "files", "attachments"}
@@ -147,9 +148,11 @@ def parse_spec(raw: bytes) -> UploadSpec:
         InvalidInput: not JSON, unknown keys, wrong types, bad names or paths.
     """
     try:
-        d = json.loads(raw)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise InvalidInput(f"spec is not JSON: {exc}") from None
+        d = bounds.parse_json_bounded(raw, max_bytes=SPEC_MAX, max_depth=SPEC_DEPTH)
+    except TooLarge as exc:
+        raise TooLarge(f"spec: {exc}") from None
+    except InvalidInput as exc:
+        raise InvalidInput(f"spec: {exc}") from None
     if not isinstance(d, dict):
         raise InvalidInput("spec must be a JSON object")
     unknown = set(d) - _SPEC_KEYS
@@ -195,12 +198,15 @@ def parse_spec(raw: bytes) -> UploadSpec:
         metadata = {}
     if not isinstance(metadata, dict):
         raise InvalidInput("spec: 'metadata' must be a JSON object")
+    metadata = bounds.check_metadata(metadata)
     parents = d.get("parents", [])
-    if not isinstance(parents, list) or not all(isinstance(p, str) for p in parents):
-        raise InvalidInput("spec: 'parents' must be a list of refs ([ROLE=]REF)")
+    if (not isinstance(parents, list) or len(parents) > MAX_PARENTS
+            or not all(isinstance(p, str) and len(p) <= 300 for p in parents)):
+        raise InvalidInput(f"spec: 'parents' must be a list of at most {MAX_PARENTS} refs"
+                           " ([ROLE=]REF)")
     version = _opt_str(d, "version")
     if version is not None:
-        version = str(Version.parse(version))
+        version = str(Version.parse(bounds.check_version_text(version)))
     digest = _opt_str(d, "digest")
     if digest is not None and not _HEX64.match(digest):
         raise InvalidInput("spec: 'digest' must be 64 lowercase hex digits")
@@ -211,25 +217,42 @@ def parse_spec(raw: bytes) -> UploadSpec:
                       version=version, bump=_opt_str(d, "bump"), metadata=metadata,
                       parents=tuple(parents), data_digest=_opt_str(d, "data_digest"),
                       alias=_opt_str(d, "alias"), digest=digest)
-    spec.base_name()  # raises InvalidName early for a name that cannot be stored
+    _check_stored_names(spec)
     return spec
 
 
-def find_stored(hub: Hub, sha256: str, size: int, token: Token) -> str | None:
-    """The store key of a file with these bytes in a model ``token`` may read, or None.
+def _check_stored_names(spec: UploadSpec) -> None:
+    """Every name the version's files will be stored under fits the filesystem and no sidecar.
 
-    Only the token's own models count: otherwise a token limited to one model could
-    declare the sha256 of another model's file and read it back from its own version.
+    Raises:
+        InvalidName: a name that cannot be stored, a component or path too long, a path
+            that is both a file and a folder, or a name the hub keeps for a sidecar.
     """
-    with hub.index.read() as c:
-        rows = c.execute(select(S.versions.c.model, S.files.c.path).join(
-            S.versions, S.versions.c.id == S.files.c.version_id).where(and_(
-                S.files.c.sha256 == sha256, S.files.c.size == size,
-                S.versions.c.state == "ready")).limit(200)).all()
-    for r in rows:
-        if token.may_see(r.model):
-            return f"{r.model}/{r.path}"
-    return None
+    version = spec.version or "0.0.0"
+    stored = [f.path for f in spec.predicted_manifest(version).files]
+    bounds.check_relpaths([f.path for f in spec.files])
+    bounds.check_relpaths(stored, margin=0 if spec.version else _UNKNOWN_VERSION_MARGIN)
+    bounds.check_sidecars(stored, stem=f"{spec.base_name()}_v{version}")
+
+
+def check_parents(spec: UploadSpec, token: Token) -> None:
+    """Refuse a parent in a model ``token`` may not see, the same way whether it exists or not.
+
+    Raises:
+        InvalidRef: a parent that does not parse.
+        PermissionDenied: a parent outside the token's model limits.
+    """
+    for p in spec.parents:
+        _label, sep, ref = p.partition("=")
+        name = parse_ref(ref if sep else p).name
+        if not token.may_see(name):
+            raise PermissionDenied(f"spec: parent {p[:100]!r} is not visible to token"
+                                   f" {token.name!r}; nothing was stored")
+
+
+def find_stored(hub: Hub, sha256: str, size: int, token: Token) -> str | None:
+    """The store key of a file with these bytes in a model ``token`` may read, or None."""
+    return _staging.find_stored(hub, sha256, size, visible=token.may_see)
 
 
 class UploadSink:
@@ -398,7 +421,7 @@ def boundary_of(content_type: str) -> bytes:
 
 def new_staging(hub: Hub) -> Path:
     """A private staging folder inside the hub root (``gc`` removes it if we crash)."""
-    return Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}upload-", dir=hub.root))
+    return _staging.new_staging(hub)
 
 
 def remove_staging(path: Path) -> None:
@@ -427,8 +450,10 @@ def register_staged(hub: Hub, model: str, spec: UploadSpec, sink: UploadSink, *,
     Raises:
         InvalidInput: a declared file was neither sent nor stored; a digest mismatch.
         IntegrityError: a stored blob used for dedup no longer matches its sha256.
-        AlreadyExists, NotFound, Conflict: from :meth:`Hub.register`.
+        PermissionDenied: a parent outside the token's model limits.
+        AlreadyExists, NotFound, Conflict, GateFailed: from :meth:`Hub.register`.
     """
+    check_parents(spec, token)
     if spec.digest is not None:
         if spec.version is None:
             raise InvalidInput("spec: 'digest' needs an explicit 'version'")
@@ -445,19 +470,7 @@ def register_staged(hub: Hub, model: str, spec: UploadSpec, sink: UploadSink, *,
             raise InvalidInput(f"upload: {f.path}: sha256 {f.sha256[:12]}… was not sent and is"
                                " not stored here; send it as a 'blob' part")
         dst = sink.blob_dir / f.sha256
-        local = hub.store.local_path(key)
-        if local is not None and local.is_file():
-            _place(local, dst)
-        else:
-            with hub.store.open_read(key) as src, open(dst, "wb") as out:
-                shutil.copyfileobj(src, out, 1024 * 1024)
-        # Dedup must not spread a damaged copy: check the stored bytes before use.
-        from sentenialx.hub.hashing import hash_file
-
-        d = hash_file(dst)
-        if d.sha256 != f.sha256 or d.size != f.size:
-            raise IntegrityError(path=key, expected=f.sha256, actual=d.sha256,
-                                 hint=f"run `sentenialx models fsck {key.split('/')[0]}`")
+        _staging.copy_stored(hub, key, dst, sha256=f.sha256, size=f.size)
         blobs[f.sha256] = dst
     inputs = sink.staging / "in"
     if spec.layout == "file":
@@ -474,7 +487,7 @@ def register_staged(hub: Hub, model: str, spec: UploadSpec, sink: UploadSink, *,
         attachments.append((a.role, p))
     # Staged files are private hardlinks inside the hub root, so register may link them
     # into place (it hashes what it links) instead of copying every byte again.
-    link = isinstance(hub.store, LocalStore)
+    link = _staging.store_is_local(hub)
     info = hub.register(model, main, version=spec.version, bump=spec.bump,
                         metadata=spec.metadata, parents=spec.parents,
                         data_digest=spec.data_digest, attachments=attachments, alias=spec.alias,
@@ -482,5 +495,6 @@ def register_staged(hub: Hub, model: str, spec: UploadSpec, sink: UploadSink, *,
     return info
 
 
-__all__ = ["UploadSink", "UploadSpec", "boundary_of", "find_stored", "new_staging",
+__all__ = ["UploadSink", "UploadSpec", "boundary_of", "check_parents", "find_stored",
+           "new_staging",
            "parse_spec", "register_staged", "remove_staging"]

@@ -14,10 +14,17 @@ Auth
     401. Writes are recorded in the event history as ``token:<name>``.
 
 Errors
-    Every error is ``{"error": {"type", "message"}}`` with the status from
-    :data:`ERROR_STATUS`, the one table mapping hub errors to HTTP; an unexpected
-    exception is logged and answered with a 500 of the same shape, never a
-    traceback.
+    Every error is ``{"error": {"type", "message", "facts"}}`` with the status from
+    :data:`sentenialx.hub.errors.HTTP_ERRORS`, the one table between hub errors and
+    HTTP that the client reads back with ``from_http``. A stored value a reader
+    cannot decode or render answers 422 naming the version; only a fault of the
+    server itself answers 500, and never with a traceback.
+
+Model limits
+    A token limited to some models learns nothing about the others: listings are
+    filtered, lineage pointing at a hidden model is redacted, a parent in a hidden
+    model is refused the same way whether it exists or not, and a NotFound answer
+    lists nothing.
 """
 
 from __future__ import annotations
@@ -39,29 +46,25 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.staticfiles import StaticFiles
 
+from sentenialx.hub import bounds
+from sentenialx.hub._tokens import ANONYMOUS, Token
 from sentenialx.hub.errors import (
-    AlreadyExists,
-    Conflict,
-    GateFailed,
+    HTTP_STATUS,
     HubError,
-    IntegrityError,
     InvalidInput,
-    MissingDependency,
     NotFound,
-    PermissionDenied,
-    SignatureError,
-    StateError,
-    StoreUnavailable,
     TooLarge,
     Unauthenticated,
-    UnsafeArtifact,
+    UnreadableRecord,
+    http_status,
+    to_http,
 )
+from sentenialx.hub.events import Event
 from sentenialx.hub.hub import Hub
 from sentenialx.hub.manifest import FileEntry, Manifest
-from sentenialx.hub.refs import Version, parse_ref, validate_name, validate_relpath
+from sentenialx.hub.refs import Ref, Version, parse_ref, validate_name, validate_relpath
 from sentenialx.hub.server import _upload
 from sentenialx.hub.server._download import file_response, store_opener
-from sentenialx.hub.server.auth import ANONYMOUS, Authenticator, Token
 from sentenialx.hub.values import VersionInfo
 
 log = logging.getLogger("sentenialx.server")
@@ -72,35 +75,13 @@ DEFAULT_MAX_UPLOAD = 8 * 1024**3
 COOKIE = "sx_token"
 API = "/api/v1"
 
-ERROR_STATUS: dict[type[Exception], int] = {
-    Unauthenticated: 401,
-    PermissionDenied: 403,
-    NotFound: 404,
-    AlreadyExists: 409,
-    Conflict: 409,
-    GateFailed: 409,
-    StateError: 409,
-    TooLarge: 413,
-    InvalidInput: 400,  # InvalidName, InvalidRef, InvalidVersion too
-    # Raised on a request only for uploads whose bytes differ from what the client
-    # declared: the client's fault. Damage in the store shows in verify reports, and
-    # a download of a file whose size changed answers 503 (StoreUnavailable).
-    IntegrityError: 400,
-    SignatureError: 422,
-    UnsafeArtifact: 422,
-    MissingDependency: 501,
-    StoreUnavailable: 503,
-    HubError: 500,
-}
-"""The one table from hub errors to HTTP statuses (the most specific class wins)."""
+ERROR_STATUS = HTTP_STATUS
+"""The hub's one error table (:data:`sentenialx.hub.errors.HTTP_ERRORS`), by class."""
+status_for = http_status
 
-
-def status_for(exc: BaseException) -> int:
-    """The HTTP status for an error, by the first class of its MRO in :data:`ERROR_STATUS`."""
-    for cls in type(exc).__mro__:
-        if cls in ERROR_STATUS:
-            return ERROR_STATUS[cls]
-    return 500
+STORED_VALUE_ERRORS = (RecursionError, ValueError, OverflowError)
+"""What decoding or rendering a stored value past the input bounds raises (too deep,
+an integer too long for ``str``, too large for ``float``): answered 422, not 500."""
 
 
 def error_body(type_: str, message: str, **extra: Any) -> dict[str, Any]:
@@ -187,7 +168,9 @@ def principal_of(request: Request, *, cookie: bool) -> Token:
         raise Unauthenticated("this hub needs a token: send `Authorization: Bearer <token>`"
                               " (the operator creates one with `sentenialx models token create`)")
     auth: TokenChecker = request.app.state.auth
-    return auth.authenticate(secret)
+    tok = auth.authenticate(secret)
+    request.state.principal = tok
+    return tok
 
 
 def api_principal(request: Request, _cred: Annotated[Any, Depends(_bearer)] = None) -> Token:
@@ -209,16 +192,54 @@ def _model(model: str) -> str:
     return validate_name(model)
 
 
+def _ref(text: str) -> Ref:
+    """A ref from a request, its version bounded before anything compares it."""
+    r = parse_ref(text)
+    if r.kind in ("version", "range"):
+        bounds.check_version_text(r.value)
+    return r
+
+
 def _version_info(hub: Hub, model: str, version: str, *, include_revoked: bool = True
                   ) -> VersionInfo:
     validate_name(model)
-    v = str(Version.parse(version))
+    v = str(Version.parse(bounds.check_version_text(version)))
     return hub.resolve(f"{model}@{v}", include_revoked=include_revoked)
 
 
-def version_doc(hub: Hub, info: VersionInfo) -> dict[str, Any]:
-    """A version as the API returns it: :meth:`VersionInfo.to_dict` plus its aliases."""
+HIDDEN = "hidden"
+"""What stands in for a model a token may not see, wherever lineage names one."""
+
+
+def redact_lineage(lineage: dict[str, Any], tok: Token) -> dict[str, Any]:
+    """``lineage`` with every parent in a model ``tok`` may not see reduced to its role."""
+    parents = lineage.get("parents")
+    if not tok.limited or not isinstance(parents, list):
+        return lineage
+    out = []
+    for p in parents:
+        if isinstance(p, dict) and tok.may_see(str(p.get("model", ""))):
+            out.append(p)
+        else:
+            role = p.get("role", "parent") if isinstance(p, dict) else "parent"
+            out.append({"role": str(role)[:100], "model": HIDDEN, "hidden": True})
+    return dict(lineage, parents=out)
+
+
+def redact_event(ev: Event, tok: Token) -> dict[str, Any]:
+    """An event as ``tok`` may see it: parents in hidden models reduced to their role."""
+    d = ev.to_dict()
+    payload = d.get("payload")
+    if tok.limited and isinstance(payload, dict) and isinstance(payload.get("parents"), list):
+        d["payload"] = redact_lineage(payload, tok)
+        d["redacted"] = True
+    return d
+
+
+def version_doc(hub: Hub, info: VersionInfo, tok: Token) -> dict[str, Any]:
+    """A version as the API returns it to ``tok``: :meth:`VersionInfo.to_dict` plus aliases."""
     d = info.to_dict()
+    d["lineage"] = redact_lineage(info.lineage, tok)
     d["aliases"] = sorted(a.alias for a in hub.aliases(info.model) if a.version == info.version)
     d["ref"] = info.ref
     return d
@@ -287,7 +308,7 @@ def create_app(hub: Hub, *, tokens: TokenChecker | None = None, anonymous_read: 
         docs_url=None, redoc_url=None, openapi_url="/openapi.json",
     )
     app.state.hub = hub
-    app.state.auth = tokens or Authenticator(hub)
+    app.state.auth = tokens or hub.tokens
     app.state.settings = Settings(anonymous_read=anonymous_read,
                                   max_upload_bytes=max_upload_bytes)
     _install_errors(app)
@@ -322,10 +343,17 @@ def _install_errors(app: FastAPI) -> None:
 
     @app.exception_handler(HubError)
     async def hub_error(request: Request, exc: HubError) -> Response:
-        status = status_for(exc)
+        status, body = to_http(exc)
+        err = body["error"]
         if status >= 500:
             log.error("%s %s: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
-        return respond(request, status, type(exc).__name__, str(exc))
+        tok: Token | None = getattr(request.state, "principal", None)
+        if isinstance(exc, NotFound) and tok is not None and tok.limited:
+            # A model-limited token must not learn other names from a listing in the
+            # message ("known models: ..."): it gets only what it asked for.
+            err["message"] = f"{exc.what or 'it'} not found" + (
+                f": {exc.name[:200]}" if exc.name else "")
+        return respond(request, status, err["type"], err["message"], facts=err["facts"])
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
@@ -347,11 +375,40 @@ def _install_errors(app: FastAPI) -> None:
             resp.headers[k] = v
         return resp
 
+    async def stored_value_error(request: Request, exc: Exception) -> Response:
+        # Inputs are bounded before they are stored (sentenialx.hub.bounds), so this is a
+        # stored record written past them: name it, answer 422, keep serving.
+        where = _record_named_by(request)
+        log.warning("%s %s: unreadable stored record %s: %s: %s", request.method,
+                    request.url.path, where or "?", type(exc).__name__, str(exc)[:200])
+        err = UnreadableRecord(
+            f"{where or 'a stored record'}: stored metadata or lineage cannot be read or"
+            " rendered (nested too deep, a number too large, or not JSON); run"
+            " `sentenialx models fsck`", name=where)
+        status, body = to_http(err)
+        return respond(request, status, body["error"]["type"], body["error"]["message"],
+                       facts=body["error"]["facts"])
+
+    for cls in STORED_VALUE_ERRORS:
+        app.add_exception_handler(cls, stored_value_error)
+
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> Response:
         log.exception("%s %s failed", request.method, request.url.path)
         return JSONResponse(error_body("InternalError", "internal error; the server log has"
                                        " the details"), status_code=500)
+
+
+def _record_named_by(request: Request) -> str:
+    """The version (or model, or ref) a request names, for an error message."""
+    params = request.path_params
+    model, version = params.get("model"), params.get("version")
+    if isinstance(model, str) and isinstance(version, str):
+        return f"{model[:100]}@{version[:100]}"
+    ref = request.query_params.get("ref")
+    if ref:
+        return ref[:300]
+    return model[:100] if isinstance(model, str) else ""
 
 
 def _install_security_headers(app: FastAPI) -> None:
@@ -404,7 +461,7 @@ def _api_routes(app: FastAPI) -> None:  # noqa: C901 - one place lists every end
         _model(model)
         tok.check("read", model)
         hub = hub_of(request)
-        return [version_doc(hub, v) for v in hub.versions(model)]
+        return [version_doc(hub, v, tok) for v in hub.versions(model)]
 
     @app.get(f"{API}/resolve", tags=["read"], summary="Resolve a ref to a version")
     def resolve(request: Request, tok: Principal,
@@ -412,10 +469,10 @@ def _api_routes(app: FastAPI) -> None:  # noqa: C901 - one place lists every end
                                           description="MODEL, MODEL@VERSION, MODEL@ALIAS,"
                                                       " MODEL@RANGE or MODEL@sha256:DIGEST")],
                 include_revoked: bool = False) -> dict[str, Any]:
-        r = parse_ref(ref)
+        r = _ref(ref)
         tok.check("read", r.name)
         hub = hub_of(request)
-        return version_doc(hub, hub.resolve(r, include_revoked=include_revoked))
+        return version_doc(hub, hub.resolve(r, include_revoked=include_revoked), tok)
 
     @app.get(f"{API}/models/{{model}}/versions/{{version}}", tags=["read"],
              summary="One version: files, metadata, lineage, aliases")
@@ -423,7 +480,7 @@ def _api_routes(app: FastAPI) -> None:  # noqa: C901 - one place lists every end
         _model(model)
         tok.check("read", model)
         hub = hub_of(request)
-        return version_doc(hub, _version_info(hub, model, version))
+        return version_doc(hub, _version_info(hub, model, version), tok)
 
     @app.get(f"{API}/models/{{model}}/versions/{{version}}/manifest", tags=["read"],
              summary="The canonical manifest; its sha256 is the version digest")
@@ -443,7 +500,7 @@ def _api_routes(app: FastAPI) -> None:  # noqa: C901 - one place lists every end
         tok.check("read", model)
         info = _version_info(hub_of(request), model, version)
         return {"model": info.model, "version": info.version, "digest": info.digest,
-                "metadata": info.meta, "lineage": info.lineage}
+                "metadata": info.meta, "lineage": redact_lineage(info.lineage, tok)}
 
     files_path = f"{API}/models/{{model}}/versions/{{version}}/files/{{path:path}}"
     file_responses: dict[int | str, dict[str, Any]] = {
@@ -492,19 +549,21 @@ def _api_routes(app: FastAPI) -> None:  # noqa: C901 - one place lists every end
         else:
             tok.check("read")
         evs = hub_of(request).events(model=model, limit=limit)
-        return [e.to_dict() for e in evs if tok.may_see(e.model)]
+        return [redact_event(e, tok) for e in evs if tok.may_see(e.model)]
 
     @app.post(f"{API}/verify", tags=["read"],
-              summary="Check stored bytes against the manifests now")
+              summary="Check stored bytes against the manifests now (deep: admin scope)")
     async def verify(request: Request, tok: Principal,
                      body: Annotated[VerifyBody, Body()]) -> dict[str, Any]:
         hub = hub_of(request)
+        # Re-hashing reads every byte of what it covers: only admins may ask for it.
+        scope = "admin" if body.deep else "read"
         if body.ref is not None:
-            tok.check("read", parse_ref(body.ref).name)
+            tok.check(scope, _ref(body.ref).name)
         elif body.model is not None:
-            tok.check("read", _model(body.model))
+            tok.check(scope, _model(body.model))
         else:
-            tok.check("read")
+            tok.check(scope)
         rep = await run(hub.verify, body.ref, model=body.model, deep=body.deep)
         return dict(rep.to_dict())
 
@@ -578,23 +637,27 @@ def _api_routes(app: FastAPI) -> None:  # noqa: C901 - one place lists every end
         finally:
             sink.close()
             await run(_upload.remove_staging, staging)
-        doc = version_doc(hub, info)
+        doc = version_doc(hub, info, tok)
         return JSONResponse(doc, status_code=201, headers={
             "Location": f"{API}/models/{info.model}/versions/{info.version}"})
 
     @app.put(f"{API}/models/{{model}}/aliases/{{alias}}", tags=["write"],
              summary="Point an alias at a version (compare-and-set with expect)")
     def set_alias(request: Request, model: str, alias: str, tok: Principal,
-                  body: Annotated[AliasBody, Body()]) -> dict[str, Any]:
+                  body: Annotated[AliasBody, Body()],
+                  force: Annotated[bool, Query(description="Move a gated alias even if its"
+                                                           " gates fail (admin; recorded)")
+                                   ] = False) -> dict[str, Any]:
         _model(model)
-        tok.check("write", model)
-        r = parse_ref(body.ref)
+        tok.check("admin" if force else "write", model)
+        r = _ref(body.ref)
         if r.name != model:
             raise InvalidInput(f"ref {body.ref!r} names model {r.name!r}, not {model!r}")
         hub = hub_of(request)
-        prev = hub.set_alias(str(r), alias, expect=body.expect, actor=tok.actor)
-        a = hub.index.get_alias(model, alias)
-        return {"model": model, "alias": alias, "version": a.version, "previous": prev}
+        prev = hub.set_alias(str(r), alias, expect=body.expect, actor=tok.actor,
+                             force=force)
+        now = next((a.version for a in hub.aliases(model) if a.alias == alias), None)
+        return {"model": model, "alias": alias, "version": now, "previous": prev}
 
     @app.delete(f"{API}/models/{{model}}/aliases/{{alias}}", tags=["write"],
                 summary="Remove an alias")
@@ -608,11 +671,14 @@ def _api_routes(app: FastAPI) -> None:  # noqa: C901 - one place lists every end
 
     @app.post(f"{API}/models/{{model}}/aliases/{{alias}}/rollback", tags=["write"],
               summary="Move an alias back to where it pointed before its last move")
-    def rollback_alias(request: Request, model: str, alias: str,
-                       tok: Principal) -> dict[str, Any]:
+    def rollback_alias(request: Request, model: str, alias: str, tok: Principal,
+                       force: Annotated[bool, Query(description="Move a gated alias even if"
+                                                                " its gates fail (admin)")
+                                        ] = False) -> dict[str, Any]:
         _model(model)
-        tok.check("write", model)
-        v = hub_of(request).rollback(model, alias, actor=tok.actor)
+        tok.check("admin" if force else "write", model)
+        hub = hub_of(request)
+        v = hub.rollback(model, alias, actor=tok.actor, force=force)
         return {"model": model, "alias": alias, "version": v}
 
     @app.post(f"{API}/models/{{model}}/versions/{{version}}/revoke", tags=["write"],
@@ -623,7 +689,7 @@ def _api_routes(app: FastAPI) -> None:  # noqa: C901 - one place lists every end
         tok.check("write", model)
         hub = hub_of(request)
         info = _version_info(hub, model, version)
-        return version_doc(hub, hub.revoke(info.ref, reason=body.reason, actor=tok.actor))
+        return version_doc(hub, hub.revoke(info.ref, reason=body.reason, actor=tok.actor), tok)
 
     @app.post(f"{API}/models/{{model}}/versions/{{version}}/unrevoke", tags=["write"],
               summary="Undo a revocation")
@@ -632,7 +698,7 @@ def _api_routes(app: FastAPI) -> None:  # noqa: C901 - one place lists every end
         tok.check("write", model)
         hub = hub_of(request)
         info = _version_info(hub, model, version)
-        return version_doc(hub, hub.unrevoke(info.ref, actor=tok.actor))
+        return version_doc(hub, hub.unrevoke(info.ref, actor=tok.actor), tok)
 
     @app.delete(f"{API}/models/{{model}}/versions/{{version}}", tags=["admin"],
                 summary="Delete a version and its files (admin)")

@@ -2,16 +2,28 @@
 
 ``/`` models; ``/models/{model}`` versions, alias history and a metric across
 versions; ``/models/{model}/versions/{version}`` metadata, metrics, files, a
-"verify now" button, training curves from the ``log`` attachment, attached charts,
-the report (sanitised) and the lineage graph. Pages read with the same token rules
-as the API; a browser signs in once at ``/login`` and keeps the token in an
-HttpOnly, SameSite=Strict cookie.
+"verify now" button (a deep re-hash for admin tokens, the quick check otherwise),
+training curves from the ``log`` attachment, attached charts, the report
+(sanitised) and the lineage graph. Pages read with the same token rules as the
+API; a browser signs in once at ``/login`` and keeps the token in an HttpOnly,
+SameSite=Strict cookie.
+
+Every form carries a CSRF token (double submit): a random value in the
+``sx_csrf`` cookie (HttpOnly, SameSite=Strict) that the page also puts in the
+form. A post is accepted only when both are present and equal and its Origin,
+when sent, is this server. A cross-site page can neither read the value nor make
+the browser send the cookie, so it cannot post a form here: in particular it
+cannot sign a victim in under the attacker's token (login CSRF), whatever Origin
+(``null``, or none) its request carries.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 import mimetypes
+import re
+import secrets
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -21,6 +33,7 @@ from fastapi.responses import RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from sentenialx.hub._format import human_size
+from sentenialx.hub._tokens import Token
 from sentenialx.hub.errors import HubError, IntegrityError, NotFound, PermissionDenied
 from sentenialx.hub.hub import Hub
 from sentenialx.hub.server import _charts, _render
@@ -30,10 +43,10 @@ from sentenialx.hub.server.app import (
     find_entry,
     hub_of,
     principal_of,
+    redact_lineage,
     run,
     stream_entry,
 )
-from sentenialx.hub.server.auth import Token
 from sentenialx.hub.values import VerifyReport, VersionInfo
 
 router = APIRouter(include_in_schema=False)
@@ -44,33 +57,53 @@ REPORT_MAX = 2 * 1024 * 1024
 IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
                ".gif": "image/gif", ".webp": "image/webp", ".svg": "image/svg+xml"}
 COOKIE_MAX_AGE = 12 * 3600
-
-
-
+CSRF_COOKIE = "sx_csrf"
+CSRF_FIELD = "csrf"
+_CSRF_RE = re.compile(r"^[A-Za-z0-9_-]{43}$")
 
 templates.env.filters["human"] = human_size
 templates.env.filters["short"] = lambda s: (s or "")[:12]
 templates.env.filters["q"] = lambda s: quote(str(s), safe="/")
 
 
+def _csrf_cookie(request: Request) -> str | None:
+    value = request.cookies.get(CSRF_COOKIE, "")
+    return value if _CSRF_RE.match(value) else None
+
+
 def _render_page(request: Request, name: str, context: dict[str, Any], *,
                  status: int = 200) -> Response:
+    csrf = _csrf_cookie(request)
+    fresh = csrf is None
+    if csrf is None:
+        csrf = secrets.token_urlsafe(32)
     ctx = {"nonce": getattr(request.state, "nonce", ""),
-           "root": request.scope.get("root_path", ""), **context}
-    return templates.TemplateResponse(request, name, ctx, status_code=status)
+           "root": request.scope.get("root_path", ""), "csrf": csrf, **context}
+    resp = templates.TemplateResponse(request, name, ctx, status_code=status)
+    if fresh:
+        resp.set_cookie(CSRF_COOKIE, csrf, max_age=COOKIE_MAX_AGE, httponly=True,
+                        samesite="strict", secure=request.url.scheme == "https", path="/")
+    return resp
 
 
 def _me(request: Request) -> Token:
     return principal_of(request, cookie=True)
 
 
-def _check_origin(request: Request) -> None:
-    # Forms post only from our own pages; the cookie is SameSite=Strict as well.
+def _check_form(request: Request, csrf: str) -> None:
+    """Refuse a form post that did not come from one of our own pages.
+
+    Raises:
+        PermissionDenied: a foreign Origin, or no CSRF token matching the cookie.
+    """
     origin = request.headers.get("origin")
-    if origin and origin != "null":
-        expected = f"{request.url.scheme}://{request.headers.get('host', '')}"
-        if origin.rstrip("/") != expected:
-            raise PermissionDenied(f"cross-site form post from {origin!r} refused")
+    expected = f"{request.url.scheme}://{request.headers.get('host', '')}"
+    if origin is not None and origin != "null" and origin.rstrip("/") != expected:
+        raise PermissionDenied(f"cross-site form post from {origin[:100]!r} refused")
+    cookie = _csrf_cookie(request)
+    if cookie is None or not hmac.compare_digest(cookie.encode(), csrf.encode()[:100]):
+        raise PermissionDenied("form post without a valid CSRF token refused; reload the page"
+                               " and submit again")
 
 
 def _safe_next(target: str | None) -> str:
@@ -99,8 +132,9 @@ def login_form(request: Request, next: str = "/") -> Response:  # noqa: A002 - q
 
 
 @router.post("/login")
-def login(request: Request, token: str = Form(""), next: str = Form("/")) -> Response:  # noqa: A002
-    _check_origin(request)
+def login(request: Request, token: str = Form(""), next: str = Form("/"),  # noqa: A002
+          csrf: str = Form("")) -> Response:
+    _check_form(request, csrf)
     try:
         request.app.state.auth.authenticate(token.strip())
     except HubError as exc:
@@ -113,8 +147,8 @@ def login(request: Request, token: str = Form(""), next: str = Form("/")) -> Res
 
 
 @router.post("/logout")
-def logout(request: Request) -> Response:
-    _check_origin(request)
+def logout(request: Request, csrf: str = Form("")) -> Response:
+    _check_form(request, csrf)
     resp = RedirectResponse("/login", status_code=303)
     resp.delete_cookie(COOKIE, path="/")
     return resp
@@ -165,13 +199,15 @@ def version_page(request: Request, model: str, version: str) -> Response:
 
 
 @router.post("/models/{model}/versions/{version}/verify")
-async def verify_now(request: Request, model: str, version: str) -> Response:
-    _check_origin(request)
+async def verify_now(request: Request, model: str, version: str,
+                     csrf: str = Form("")) -> Response:
+    _check_form(request, csrf)
     me = await run(_me, request)
     me.check("read", model)
     hub = hub_of(request)
     info = await run(_version_info, hub, model, version)
-    report = await run(hub.verify, info.ref, deep=True)
+    # A deep verify re-hashes every byte: admin tokens only, as over the API.
+    report = await run(hub.verify, info.ref, deep=_may_deep_verify(me, model))
     return await run(_version_response, request, me, model, version, report)
 
 
@@ -190,6 +226,14 @@ def view_file(request: Request, model: str, version: str, path: str) -> Response
     return stream_entry(request, hub, info, entry, inline=text,
                         content_type="text/plain; charset=utf-8" if text else
                         "application/octet-stream")
+
+
+def _may_deep_verify(me: Token, model: str) -> bool:
+    try:
+        me.check("admin", model)
+    except PermissionDenied:
+        return False
+    return True
 
 
 # -- the version page's parts ---------------------------------------------------------------
@@ -219,10 +263,11 @@ def _version_response(request: Request, me: Token, model: str, version: str,
         "me": me, "info": info, "model": model, "base": base, "metrics": metrics,
         "params": params, "description": description,
         "other_meta": json.dumps(meta, indent=2, sort_keys=True) if meta else "",
-        "lineage_json": info.lineage, "files": files, "curves": curves, "charts": charts,
+        "lineage_json": redact_lineage(info.lineage, me), "files": files, "curves": curves, "charts": charts,
         "reports": reports, "lineage_svg": lineage_svg, "has_lineage": len(nodes) > 1,
         "aliases": aliases, "events": events,
-        "report": report, "notes": notes, "title": info.ref})
+        "report": report, "notes": notes, "title": info.ref,
+        "deep_verify": _may_deep_verify(me, model)})
 
 
 def _short_name(info: VersionInfo, path: str) -> str:
@@ -308,16 +353,19 @@ def _lineage(hub: Hub, info: VersionInfo, me: Token
             if not isinstance(p, dict):
                 continue
             pm, pv = str(p.get("model", "")), str(p.get("version", ""))
+            if not me.may_see(pm):
+                # Neither the name nor the version of a hidden parent reaches the page.
+                hk = f"hidden:{len(nodes)}"
+                nodes[hk] = _charts.Node(hk, "hidden", "not visible to this token", None,
+                                         depth - 1, missing=True)
+                edges.append((hk, key(v.model, v.version), str(p.get("role", "parent"))))
+                continue
             pk = key(pm, pv)
             edges.append((pk, key(v.model, v.version), str(p.get("role", "parent"))))
             if pk in nodes:
                 continue
-            if not me.may_see(pm):
-                nodes[pk] = _charts.Node(pk, pk, "not visible to this token", None, depth - 1,
-                                         missing=True)
-                continue
             try:
-                pinfo = hub.index.get_version(pm, pv)
+                pinfo = hub.resolve(f"{pm}@{pv}", include_revoked=True)
             except (HubError, ValueError):
                 nodes[pk] = _charts.Node(pk, pk, "not in this hub", None, depth - 1, missing=True)
                 continue
