@@ -109,7 +109,7 @@ class Version:
             raise InvalidVersion(f"version {text!r}: MAJOR, MINOR and PATCH must each be at most"
                                  f" {MAX_VERSION_NUMBER}")
         pre = tuple(m.group(4).split(".")) if m.group(4) else ()
-        return cls(*nums, pre, m.group(5) or "")
+        return cls(nums[0], nums[1], nums[2], pre, m.group(5) or "")
 
     def __str__(self) -> str:
         s = f"{self.major}.{self.minor}.{self.patch}"

@@ -512,6 +512,17 @@ def copy_hub(src: AnyHub, dst: AnyHub, refs: Sequence[str] = (), *, actor: str |
             rep.signatures.append(r.ref)
         if _record_provenance(src, dst, info, source=source, dest=dest, actor=actor):
             rep.provenance.append(r.ref)
+    # A gated alias held back for want of a signature may pass now that the signatures
+    # and provenance are carried: try it once more, through the same gates.
+    for r in rep.results:
+        for alias in list(r.aliases_held):
+            try:
+                dst.set_alias(r.ref, alias, actor=actor)
+            except GateFailed as exc:
+                log.warning("%s: alias %s not moved: %s", r.ref, alias, exc)
+                continue
+            r.aliases_held.remove(alias)
+            r.aliases.append(alias)
     if rep.signatures or rep.provenance:
         dst.write_registry_json()  # exports the new events (events.jsonl)
     return rep
