@@ -17,6 +17,7 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
+from sentenialx.hub.cli import exit_code_for
 from sentenialx.hub.errors import Conflict, IntegrityError, PermissionDenied, StoreUnavailable
 from sentenialx.hub.hub import Hub
 from sentenialx.hub.remote import RemoteHub
@@ -277,7 +278,7 @@ def test_push_from_local_to_served_with_dedup(served, tmp_path, cache_dir, monke
     monkeypatch.setenv("SENTENIALX_TOKEN", served.tokens["reader"])
     r = CliRunner().invoke(cli, ["models", "push", served.url, "distill@1.2.0",
                                  "--hub", str(local.root)])
-    assert r.exit_code == PermissionDenied.exit_code, r.output
+    assert r.exit_code == exit_code_for(PermissionDenied("x")) == 14, r.output
     assert state(served.hub) == before
     monkeypatch.setenv("SENTENIALX_TOKEN", served.tokens["writer"])
     r = CliRunner().invoke(cli, ["models", "push", served.url, "distill@1.2.0",

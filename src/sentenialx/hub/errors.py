@@ -5,8 +5,8 @@ says what was asked, what was found and what to do next. Where a built-in
 exception fits, the error also inherits it, so ordinary ``except LookupError``
 or ``except ValueError`` clauses keep working.
 
-The CLI maps each class to a distinct exit code (``exit_code``); the table is
-documented in the README.
+The CLI maps each class to a distinct exit code in one table
+(``sentenialx.hub.cli.EXIT_TABLE``), documented in the README.
 
 The HTTP side is :data:`HTTP_ERRORS`, one table used both ways: the server
 answers :func:`to_http` and the client raises :func:`from_http`, which rebuilds
@@ -22,7 +22,6 @@ from typing import Any
 class HubError(Exception):
     """Base of every hub error."""
 
-    exit_code: int = 1
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -35,7 +34,6 @@ class HubError(Exception):
 class NotFound(HubError, LookupError):
     """A model, version, alias, file or key does not exist."""
 
-    exit_code = 3
 
     def __init__(self, message: str, *, what: str = "", name: str = "") -> None:
         super().__init__(message)
@@ -46,13 +44,11 @@ class NotFound(HubError, LookupError):
 class AlreadyExists(HubError, FileExistsError):
     """The version (or other named thing) is already there; versions are immutable."""
 
-    exit_code = 4
 
 
 class InvalidInput(HubError, ValueError):
     """Input that can never be valid: a bad name, ref, version, metadata or path."""
 
-    exit_code = 5
 
 
 class InvalidName(InvalidInput):
@@ -70,7 +66,6 @@ class InvalidVersion(InvalidInput):
 class IntegrityError(HubError):
     """Stored bytes do not match the manifest."""
 
-    exit_code = 6
 
     def __init__(
         self,
@@ -106,7 +101,6 @@ class UnreadableRecord(IntegrityError):
 class SignatureError(HubError):
     """A signature is missing, invalid, or made by a key the trust policy does not trust."""
 
-    exit_code = 7
 
     def __init__(
         self,
@@ -125,7 +119,6 @@ class SignatureError(HubError):
 class UnsafeArtifact(HubError):
     """An artifact would run code when loaded (e.g. a pickle importing ``os.system``)."""
 
-    exit_code = 8
 
     def __init__(self, message: str, *, path: str = "", offending: str = "") -> None:
         super().__init__(message)
@@ -136,13 +129,11 @@ class UnsafeArtifact(HubError):
 class Conflict(HubError):
     """A concurrent change won (e.g. an alias moved since the caller looked)."""
 
-    exit_code = 9
 
 
 class GateFailed(HubError):
     """A promotion was refused because one or more gates did not pass."""
 
-    exit_code = 12
 
     def __init__(self, message: str, *, failed: tuple[str, ...] = ()) -> None:
         super().__init__(message)
@@ -152,13 +143,11 @@ class GateFailed(HubError):
 class StateError(HubError):
     """A hub state a client was shown is older than one it saw, expired, or not signed right."""
 
-    exit_code = 13
 
 
 class PermissionDenied(HubError, PermissionError):
     """The token lacks the scope or the model this needs (HTTP 403)."""
 
-    exit_code = 14
 
 
 class Unauthenticated(PermissionDenied):
@@ -172,13 +161,11 @@ class TooLarge(InvalidInput):
 class StoreUnavailable(HubError, OSError):
     """The index or the blob store cannot be reached or read."""
 
-    exit_code = 10
 
 
 class MissingDependency(HubError, ImportError):
     """An optional dependency is not installed; the message names the extra."""
 
-    exit_code = 11
 
     def __init__(self, package: str, extra: str) -> None:
         super().__init__(
@@ -200,26 +187,6 @@ def require(module: str, extra: str) -> object:
         return importlib.import_module(module)
     except ImportError as exc:
         raise MissingDependency(module, extra) from exc
-
-
-EXIT_CODES: dict[type[HubError], int] = {
-    cls: cls.exit_code
-    for cls in (
-        HubError,
-        NotFound,
-        AlreadyExists,
-        InvalidInput,
-        IntegrityError,
-        SignatureError,
-        UnsafeArtifact,
-        Conflict,
-        StoreUnavailable,
-        MissingDependency,
-        GateFailed,
-        StateError,
-        PermissionDenied,
-    )
-}
 
 
 # -- HTTP: one table both ways --------------------------------------------------------------

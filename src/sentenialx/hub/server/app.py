@@ -29,50 +29,62 @@ Model limits
 
 from __future__ import annotations
 
-import functools
 import logging
 import secrets
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any
 
-import anyio
-from fastapi import Body, Depends, FastAPI, Query, Request
+from fastapi import Body, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from fastapi.security import HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.staticfiles import StaticFiles
 
-from sentenialx.hub import bounds
-from sentenialx.hub._tokens import ANONYMOUS, Token
+from sentenialx.hub._tokens import Token
 from sentenialx.hub.errors import (
     HTTP_STATUS,
     HubError,
     InvalidInput,
     NotFound,
     TooLarge,
-    Unauthenticated,
     UnreadableRecord,
     http_status,
     to_http,
 )
-from sentenialx.hub.events import Event
 from sentenialx.hub.hub import Hub
-from sentenialx.hub.manifest import FileEntry, Manifest
-from sentenialx.hub.refs import Ref, Version, parse_ref, validate_name, validate_relpath
+from sentenialx.hub.manifest import Manifest
+from sentenialx.hub.refs import validate_name
 from sentenialx.hub.server import _upload
-from sentenialx.hub.server._download import file_response, store_opener
-from sentenialx.hub.values import VersionInfo
+from sentenialx.hub.server._common import (  # noqa: F401 - re-exported for callers of app
+    COOKIE,
+    HIDDEN,
+    Principal,
+    Settings,
+    TokenChecker,
+    _bearer,
+    _model,
+    _ref,
+    _secret_from,
+    _version_info,
+    api_principal,
+    find_entry,
+    hub_of,
+    principal_of,
+    redact_event,
+    redact_lineage,
+    run,
+    stream_entry,
+    version_doc,
+)
 
 log = logging.getLogger("sentenialx.server")
 
 HERE = Path(__file__).parent
 DEFAULT_MAX_UPLOAD = 8 * 1024**3
 """Default upload limit (8 GiB): the largest request body a server accepts."""
-COOKIE = "sx_token"
 API = "/api/v1"
 
 ERROR_STATUS = HTTP_STATUS
@@ -87,14 +99,6 @@ an integer too long for ``str``, too large for ``float``): answered 422, not 500
 def error_body(type_: str, message: str, **extra: Any) -> dict[str, Any]:
     """The JSON error shape."""
     return {"error": {"type": type_, "message": message, **extra}}
-
-
-class Settings:
-    """What the operator chose when starting the server."""
-
-    def __init__(self, *, anonymous_read: bool, max_upload_bytes: int) -> None:
-        self.anonymous_read = anonymous_read
-        self.max_upload_bytes = max_upload_bytes
 
 
 # -- request bodies -------------------------------------------------------------------------
@@ -132,155 +136,6 @@ class BlobQuery(_Body):
 
 
 # -- auth dependencies ----------------------------------------------------------------------
-class TokenChecker(Protocol):
-    """What the app needs to check a bearer secret (default: :class:`.auth.Authenticator`)."""
-
-    def authenticate(self, secret: str) -> Token:
-        """The token for ``secret``; raises :class:`Unauthenticated` if there is none."""
-
-
-_bearer = HTTPBearer(auto_error=False, description="A token from `sentenialx models token create`.")
-
-
-def _secret_from(request: Request, *, cookie: bool) -> str | None:
-    header = request.headers.get("authorization")
-    if header is not None:
-        scheme, _, value = header.strip().partition(" ")
-        if scheme.lower() != "bearer" or not value.strip():
-            raise Unauthenticated("use the header `Authorization: Bearer <token>`")
-        return value.strip()
-    if cookie:
-        return request.cookies.get(COOKIE) or None
-    return None
-
-
-def principal_of(request: Request, *, cookie: bool) -> Token:
-    """Who is asking: the token's record, or anonymous when allowed.
-
-    Raises:
-        Unauthenticated: no token (and no anonymous reads), or a bad one.
-    """
-    secret = _secret_from(request, cookie=cookie)
-    settings: Settings = request.app.state.settings
-    if secret is None:
-        if settings.anonymous_read:
-            return ANONYMOUS
-        raise Unauthenticated("this hub needs a token: send `Authorization: Bearer <token>`"
-                              " (the operator creates one with `sentenialx models token create`)")
-    auth: TokenChecker = request.app.state.auth
-    tok = auth.authenticate(secret)
-    request.state.principal = tok
-    return tok
-
-
-def api_principal(request: Request, _cred: Annotated[Any, Depends(_bearer)] = None) -> Token:
-    """The API's auth dependency: GET and HEAD also accept the web cookie."""
-    return principal_of(request, cookie=request.method in ("GET", "HEAD"))
-
-
-Principal = Annotated[Token, Depends(api_principal)]
-
-
-def hub_of(request: Request) -> Hub:
-    """The hub this app serves."""
-    hub: Hub = request.app.state.hub
-    return hub
-
-
-# -- helpers ----------------------------------------------------------------------------
-def _model(model: str) -> str:
-    return validate_name(model)
-
-
-def _ref(text: str) -> Ref:
-    """A ref from a request, its version bounded before anything compares it."""
-    r = parse_ref(text)
-    if r.kind in ("version", "range"):
-        bounds.check_version_text(r.value)
-    return r
-
-
-def _version_info(hub: Hub, model: str, version: str, *, include_revoked: bool = True
-                  ) -> VersionInfo:
-    validate_name(model)
-    v = str(Version.parse(bounds.check_version_text(version)))
-    return hub.resolve(f"{model}@{v}", include_revoked=include_revoked)
-
-
-HIDDEN = "hidden"
-"""What stands in for a model a token may not see, wherever lineage names one."""
-
-
-def redact_lineage(lineage: dict[str, Any], tok: Token) -> dict[str, Any]:
-    """``lineage`` with every parent in a model ``tok`` may not see reduced to its role."""
-    parents = lineage.get("parents")
-    if not tok.limited or not isinstance(parents, list):
-        return lineage
-    out = []
-    for p in parents:
-        if isinstance(p, dict) and tok.may_see(str(p.get("model", ""))):
-            out.append(p)
-        else:
-            role = p.get("role", "parent") if isinstance(p, dict) else "parent"
-            out.append({"role": str(role)[:100], "model": HIDDEN, "hidden": True})
-    return dict(lineage, parents=out)
-
-
-def redact_event(ev: Event, tok: Token) -> dict[str, Any]:
-    """An event as ``tok`` may see it: parents in hidden models reduced to their role."""
-    d = ev.to_dict()
-    payload = d.get("payload")
-    if tok.limited and isinstance(payload, dict) and isinstance(payload.get("parents"), list):
-        d["payload"] = redact_lineage(payload, tok)
-        d["redacted"] = True
-    return d
-
-
-def version_doc(hub: Hub, info: VersionInfo, tok: Token) -> dict[str, Any]:
-    """A version as the API returns it to ``tok``: :meth:`VersionInfo.to_dict` plus aliases."""
-    d = info.to_dict()
-    d["lineage"] = redact_lineage(info.lineage, tok)
-    d["aliases"] = sorted(a.alias for a in hub.aliases(info.model) if a.version == info.version)
-    d["ref"] = info.ref
-    return d
-
-
-def find_entry(info: VersionInfo, path: str) -> FileEntry:
-    """The manifest entry at ``path``.
-
-    Raises:
-        InvalidName: the path has ``..``, is absolute or has control characters.
-        NotFound: the version has no such file.
-    """
-    validate_relpath(path)
-    for f in info.files:
-        if f.path == path:
-            return f
-    raise NotFound(f"{info.ref} has no file {path!r}; files: "
-                   f"{', '.join(f.path for f in info.files)}", what="file", name=path)
-
-
-def stream_entry(request: Request, hub: Hub, info: VersionInfo, entry: FileEntry, *,
-                 content_type: str = "application/octet-stream", inline: bool = False
-                 ) -> Response:
-    """Stream a version's file from the store (ETag, Range, conditional requests).
-
-    Raises:
-        NotFound: the file is missing from the store.
-        StoreUnavailable: its size differs from the manifest.
-    """
-    size, opener = store_opener(hub.store, f"{info.model}/{entry.path}")
-    return file_response(request.headers, entry, size=size, opener=opener,
-                         filename=Path(entry.path).name, content_type=content_type,
-                         inline=inline)
-
-
-async def run(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Run blocking hub work in a worker thread."""
-    return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))
-
-
-# -- the app ----------------------------------------------------------------------------
 def create_app(hub: Hub, *, tokens: TokenChecker | None = None, anonymous_read: bool = False,
                max_upload_bytes: int = DEFAULT_MAX_UPLOAD) -> FastAPI:
     """The FastAPI app serving ``hub``: the REST API, the web pages, the OpenAPI description.

@@ -37,7 +37,7 @@ from sentenialx.hub._tokens import Token
 from sentenialx.hub.errors import HubError, IntegrityError, NotFound, PermissionDenied
 from sentenialx.hub.hub import Hub
 from sentenialx.hub.server import _charts, _render
-from sentenialx.hub.server.app import (
+from sentenialx.hub.server._common import (
     COOKIE,
     _version_info,
     find_entry,
