@@ -372,7 +372,7 @@ def _lineage(hub: Hub, info: VersionInfo, me: Token
             nodes[pk] = node(pinfo, depth - 1)
             queue.append((pinfo, depth - 1))
     children = 0
-    for v in hub.index.all_ready_versions():
+    for v in hub.all_versions():
         for p in v.lineage.get("parents", []) or []:
             if (isinstance(p, dict) and p.get("model") == info.model
                     and p.get("version") == info.version and me.may_see(v.model)
