@@ -178,9 +178,9 @@ def test_from_http_treats_the_body_as_untrusted():
 
 
 def test_the_server_answers_with_the_table_and_the_client_reads_it_back(served):
-    from sentenialx.hub.remote import RemoteHub
+    from sentenialx.hub.hub import Hub
 
-    remote = RemoteHub(served.url, token=served.tokens["reader"])
+    remote = Hub.served(served.url, token=served.tokens["reader"])
     try:
         with pytest.raises(E.NotFound) as info:
             remote.resolve("distill@9.9.9")

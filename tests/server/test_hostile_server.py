@@ -1,7 +1,7 @@
 """A hostile served hub cannot hurt its client (issue 9, "a hostile served hub writes anywhere").
 
 The hub here is a real loopback HTTP server (``http.server``) answering the routes
-:class:`RemoteHub` calls with lies: path tricks in names and file paths, digests and
+:meth:`Hub.served` calls with lies: path tricks in names and file paths, digests and
 bytes that do not match, oversized and absurdly nested JSON, answers about another
 model, and symlinks planted in the cache. Each test asserts the one-line refusal,
 that nothing outside the cache root changed (the whole ``tmp_path`` tree, with a
@@ -27,8 +27,8 @@ from click.testing import CliRunner
 
 from sentenialx.hub.cache import BlobCache
 from sentenialx.hub.errors import HubError, IntegrityError, InvalidInput, StoreUnavailable, TooLarge
+from sentenialx.hub.hub import Hub
 from sentenialx.hub.manifest import FileEntry, Manifest
-from sentenialx.hub.remote import RemoteHub
 
 API = "/api/v1"
 GOOD = b"verified weights " * 100
@@ -175,7 +175,7 @@ def primed(evil: HostileHub, cache: Path, tmp_path: Path) -> Callable[[], None]:
     """
     good = version_doc()
     evil.serve(good, {"student_v1.0.0.onnx": GOOD})
-    with RemoteHub(evil.url, cache_dir=cache) as r:
+    with Hub.served(evil.url, cache_dir=cache) as r:
         p = r.path("distill")
     assert p.read_bytes() == GOOD
     before_outside = snapshot(tmp_path, skip=cache)
@@ -258,7 +258,7 @@ def test_a_hostile_version_record_is_refused_and_writes_nothing(
         phrase: str) -> None:
     evil.serve(doc, {f["path"]: b"rm -rf ~\n" for f in doc["files"]
                      if isinstance(f.get("path"), str)})
-    with RemoteHub(evil.url, cache_dir=cache) as r:
+    with Hub.served(evil.url, cache_dir=cache) as r:
         with pytest.raises(InvalidInput) as exc:
             r.path("distill")
         _refused(exc, f"served hub {evil.url} sent an", phrase)
@@ -268,7 +268,7 @@ def test_a_hostile_version_record_is_refused_and_writes_nothing(
     # The refused answer is not remembered for offline use: offline, the last good one wins.
     evil.shutdown()
     evil.server_close()
-    with RemoteHub(evil.url, cache_dir=cache, retries=0) as offline:
+    with Hub.served(evil.url, cache_dir=cache, retries=0) as offline:
         assert offline.path("distill").read_bytes() == GOOD
 
 
@@ -276,7 +276,7 @@ def test_a_version_of_another_model_is_refused(evil: HostileHub, cache: Path,
                                                primed: Callable[[], None]) -> None:
     other = version_doc(model="other", stem="student_v1.0.0")
     evil.serve(other, {"student_v1.0.0.onnx": b"other model's bytes"})
-    with RemoteHub(evil.url, cache_dir=cache) as r:
+    with Hub.served(evil.url, cache_dir=cache) as r:
         with pytest.raises(InvalidInput) as exc:
             r.resolve("distill@production")
         _refused(exc, "answered with a version of 'other' when 'distill' was asked for")
@@ -290,7 +290,7 @@ def test_a_version_of_another_model_is_refused(evil: HostileHub, cache: Path,
 def test_a_digest_that_does_not_match_the_files_is_refused(
         evil: HostileHub, cache: Path, primed: Callable[[], None]) -> None:
     evil.serve(version_doc(digest="ab" * 32))
-    with RemoteHub(evil.url, cache_dir=cache) as r:
+    with Hub.served(evil.url, cache_dir=cache) as r:
         with pytest.raises(IntegrityError) as exc:
             r.path("distill")
     _refused(exc, f"served hub {evil.url} sent distill@1.0.0 with digest abababababab",
@@ -303,7 +303,7 @@ def test_bytes_that_do_not_match_the_sha256_are_never_cached(
     claimed = b"the weights the manifest promises"
     doc = version_doc(version="1.1.0", files={"student_v1.1.0.onnx": claimed})
     evil.serve(doc, {"student_v1.1.0.onnx": b"X" * len(claimed)})
-    with RemoteHub(evil.url, cache_dir=cache) as r:
+    with Hub.served(evil.url, cache_dir=cache) as r:
         with pytest.raises(IntegrityError) as exc:
             r.path("distill")
         _refused(exc, "student_v1.1.0.onnx: sha256 mismatch")
@@ -338,7 +338,7 @@ def test_an_oversized_answer_is_not_read(evil: HostileHub, cache: Path,
             pass
 
     evil.routes[f"{API}/resolve"] = endless
-    with RemoteHub(evil.url, cache_dir=cache, max_response_bytes=1024 * 1024) as r:
+    with Hub.served(evil.url, cache_dir=cache, max_response_bytes=1024 * 1024) as r:
         with pytest.raises(TooLarge) as exc:
             r.resolve("distill")
     _refused(exc, f"served hub {evil.url} sent an answer over 1048576 bytes")
@@ -351,7 +351,7 @@ def test_an_oversized_answer_is_not_read(evil: HostileHub, cache: Path,
         h.wfile.write(b"[")
 
     evil.routes[f"{API}/resolve"] = announced
-    with RemoteHub(evil.url, cache_dir=cache) as r:  # the default bound
+    with Hub.served(evil.url, cache_dir=cache) as r:  # the default bound
         with pytest.raises(TooLarge) as exc:
             r.resolve("distill")
     _refused(exc, "announced an answer of 10737418240 bytes")
@@ -361,7 +361,7 @@ def test_an_oversized_answer_is_not_read(evil: HostileHub, cache: Path,
 def test_absurdly_nested_json_is_refused(evil: HostileHub, cache: Path,
                                          primed: Callable[[], None]) -> None:
     evil.routes[f"{API}/resolve"] = b"[" * 200_000 + b"]" * 200_000
-    with RemoteHub(evil.url, cache_dir=cache) as r:
+    with Hub.served(evil.url, cache_dir=cache) as r:
         with pytest.raises(InvalidInput) as exc:
             r.resolve("distill")
         _refused(exc, "not JSON this client reads")
@@ -390,7 +390,7 @@ def test_every_listing_answer_is_validated(evil: HostileHub, cache: Path,
         {"seq": 1, "ts": "", "kind": "register", "model": "/etc", "version": "1.0.0",
          "actor": "", "payload": {}, "prev": "0" * 64, "hash": "1" * 64}]
     evil.routes[f"{API}/state"] = {"generation": -5, "signed": None}
-    with RemoteHub(evil.url, cache_dir=cache) as r:
+    with Hub.served(evil.url, cache_dir=cache) as r:
         checks: list[tuple[Callable[[], Any], str]] = [
             (r.models, "invalid model name '../../x'"),
             (lambda: r.versions("distill"), "answered with a version of 'other'"),
@@ -413,7 +413,7 @@ def test_a_symlinked_folder_in_the_cache_does_not_redirect_writes(
     files = cache / "hubs" / evil.key / "files"
     evil.serve(version_doc(model="lora", stem="x_v1.0.0"), {"x_v1.0.0.onnx": GOOD})
     (files / "lora").symlink_to(home)  # would put x_v1.0.0.onnx in ~
-    with RemoteHub(evil.url, cache_dir=cache) as r:
+    with Hub.served(evil.url, cache_dir=cache) as r:
         with pytest.raises(InvalidInput) as exc:
             r.path("lora")
     _refused(exc, "cache path 'lora/x_v1.0.0.onnx' resolves outside the cache")
@@ -434,7 +434,7 @@ def test_symlinked_files_in_the_cache_are_replaced_never_followed(
     blob.symlink_to(home / ".bashrc")  # a "cached blob" that is the user's file
     target = cache / "hubs" / evil.key / "files" / "distill" / "student_v1.2.0.onnx"
     target.symlink_to(home / ".bashrc")  # a materialised file that points at it too
-    with RemoteHub(evil.url, cache_dir=cache) as r:
+    with Hub.served(evil.url, cache_dir=cache) as r:
         p = r.path("distill")
         assert p == target and not p.is_symlink() and p.read_bytes() == data
         assert not blob.is_symlink() and blob.read_bytes() == data
@@ -459,16 +459,16 @@ def test_responses_are_cached_under_a_hash_of_the_request(
     for n in names:
         (responses / n).unlink()
         (responses / n).symlink_to(home / ".bashrc")
-    with RemoteHub(evil.url, cache_dir=cache) as r:
+    with Hub.served(evil.url, cache_dir=cache) as r:
         assert r.resolve("distill").version == "1.0.0"
     assert not any(p.is_symlink() for p in responses.iterdir())
     primed()
 
 
 def test_a_hub_url_cannot_name_a_folder_outside_the_cache(cache: Path, tmp_path: Path) -> None:
-    r = RemoteHub("http://..:80/", cache_dir=cache)
+    r = Hub.served("http://..:80/", cache_dir=cache)
     assert r.hub_dir.parent == cache / "hubs" and r.hub_dir.name not in ("..", ".")
-    r = RemoteHub("http://user:secret@host:81/x/../../", cache_dir=cache)
+    r = Hub.served("http://user:secret@host:81/x/../../", cache_dir=cache)
     assert r.hub_dir.parent == cache / "hubs" and "secret" not in r.hub_dir.name
 
 

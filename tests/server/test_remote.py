@@ -18,9 +18,15 @@ import pytest
 from click.testing import CliRunner
 
 from sentenialx.hub.cli import exit_code_for
-from sentenialx.hub.errors import Conflict, IntegrityError, PermissionDenied, StoreUnavailable
+from sentenialx.hub.errors import (
+    Conflict,
+    IntegrityError,
+    InvalidInput,
+    PermissionDenied,
+    SignatureError,
+    StoreUnavailable,
+)
 from sentenialx.hub.hub import Hub
-from sentenialx.hub.remote import RemoteHub
 from sentenialx.hub.transfer import copy_versions
 
 
@@ -108,7 +114,7 @@ def _same_bytes(a: Hub, b: Hub, ref: str) -> None:
 def test_remote_reads_open_path_and_cache(served, cache_dir, monkeypatch):
     monkeypatch.setenv("SENTENIALX_TOKEN", served.tokens["reader"])
     remote = Hub.open(served.url)
-    assert isinstance(remote, RemoteHub)
+    assert isinstance(remote, Hub) and remote.is_served
     with remote:
         assert remote.whoami()["name"] == "reader"
         assert [m["model"] for m in remote.models()] == ["distill", "lora", "teacher"]
@@ -139,11 +145,11 @@ def test_remote_reads_open_path_and_cache(served, cache_dir, monkeypatch):
 
 def test_offline_uses_what_was_verified_last(make_served, cache_dir):
     s = make_served()
-    remote = RemoteHub(s.url, token=s.tokens["reader"])
+    remote = Hub.served(s.url, token=s.tokens["reader"])
     data = remote.open("distill@production")
     p = remote.path("distill@production")
     s.server.stop()
-    offline = RemoteHub(s.url, token=s.tokens["reader"], retries=0)
+    offline = Hub.served(s.url, token=s.tokens["reader"], retries=0)
     assert offline.resolve("distill@production").version == "1.1.0"
     assert offline.open("distill@production") == data
     assert offline.path("distill@production") == p
@@ -162,15 +168,15 @@ def test_offline_uses_what_was_verified_last(make_served, cache_dir):
 
 
 def test_download_resumes_after_an_interruption(served, cache_dir, monkeypatch):
-    import sentenialx.hub.remote as remote_mod
+    import sentenialx.hub.transport.http as http_mod
 
-    monkeypatch.setattr(remote_mod, "CHUNK", 16 * 1024)  # 64 KiB reads: stop mid-file
+    monkeypatch.setattr(http_mod, "CHUNK", 16 * 1024)  # 64 KiB reads: stop mid-file
     info = served.hub.resolve("teacher")
     w = served.hub.weights_entry(info)
     want = (served.hub.root / "teacher" / w.path).read_bytes()
     # 1. The caller stops half way: the partial file stays and the next call resumes it.
     proxy = Proxy(served.server.port)
-    remote = RemoteHub(proxy.url, token=served.tokens["reader"])
+    remote = Hub.served(proxy.url, token=served.tokens["reader"])
 
     class Stop(Exception):
         pass
@@ -210,7 +216,7 @@ def test_download_survives_a_cut_connection(served, cache_dir):
     w = served.hub.weights_entry(info)
     want = (served.hub.root / "teacher" / w.path).read_bytes()
     proxy = Proxy(served.server.port, after=150_000, cuts=2)
-    remote = RemoteHub(proxy.url, token=served.tokens["reader"])
+    remote = Hub.served(proxy.url, token=served.tokens["reader"])
     rinfo = remote.resolve("teacher@1.0.0")
     path = remote.fetch(rinfo, w)
     assert path.read_bytes() == want
@@ -247,7 +253,7 @@ def test_pull_from_served_to_local_byte_for_byte(served, tmp_path, cache_dir, mo
     (tmp_path / "t.onnx").write_bytes(b"not the teacher")
     other.register("teacher", tmp_path / "t.onnx", version="1.0.0")
     with pytest.raises(Conflict):
-        copy_versions(RemoteHub(served.url), other, ["lora"])
+        copy_versions(Hub.served(served.url), other, ["lora"])
     assert [m["model"] for m in other.models()] == ["teacher"]
     local.close()
     other.close()
@@ -258,7 +264,7 @@ def test_push_from_local_to_served_with_dedup(served, tmp_path, cache_dir, monke
 
     # A local hub that holds what the server has, plus a new version sharing files with 1.1.0.
     local = Hub(tmp_path / "workstation")
-    copy_versions(RemoteHub(served.url, token=served.tokens["reader"]), local, ["distill@1.1.0"])
+    copy_versions(Hub.served(served.url, token=served.tokens["reader"]), local, ["distill@1.1.0"])
     v11 = local.resolve("distill@1.1.0")
     stage = tmp_path / "v12"
     stage.mkdir()
@@ -375,7 +381,7 @@ def test_a_damaged_server_copy_is_refused(served, cache_dir):
     raw = bytearray(p.read_bytes())
     raw[1000] ^= 1
     p.write_bytes(bytes(raw))
-    remote = RemoteHub(served.url, token=served.tokens["reader"])
+    remote = Hub.served(served.url, token=served.tokens["reader"])
     with pytest.raises(IntegrityError):
         remote.open("teacher")
     kept = [p.name for p in cache_dir.rglob(w.sha256 + "*") if not p.name.endswith(".lock")]
@@ -396,8 +402,8 @@ def test_copy_between_two_served_hubs_and_two_local_hubs(make_served, tmp_path, 
 
     b = LiveServer(create_app(empty)).start()
     try:
-        src = RemoteHub(a.url, token=a.tokens["reader"])
-        dst = RemoteHub(b.url, token=secret)
+        src = Hub.served(a.url, token=a.tokens["reader"])
+        dst = Hub.served(b.url, token=secret)
         res = copy_versions(src, dst, ["lora", "distill@1.0.0"], include_revoked=True)
         assert [r.ref for r in res] == ["teacher@1.0.0", "distill@1.1.0", "lora@1.0.0",
                                         "distill@1.0.0"]
@@ -417,3 +423,28 @@ def test_copy_between_two_served_hubs_and_two_local_hubs(make_served, tmp_path, 
     assert c.fsck().ok
     c.close()
     empty.close()
+
+
+def test_a_served_hub_is_a_hub_whose_reads_apply_the_trust_part(served, cache_dir):
+    with Hub.served(served.url, token=served.tokens["reader"]) as remote:
+        # The same read path as a local hub: trust first, for every way bytes leave.
+        for read in (remote.path, remote.open_bytes, remote.load):
+            with pytest.raises(SignatureError, match="not supported over HTTP"):
+                read("distill@production", trust="enforce")
+        assert not list((cache_dir / "blobs").rglob("*.partial"))
+        assert remote.check_trust(remote.resolve("distill@production")) == "server"
+        # What only the hub's own host can do is refused in one line, nothing changed.
+        for verb in (remote.fsck, remote.gc, remote.export_registry, remote.trust_store):
+            with pytest.raises(InvalidInput, match="run it on the server host") as exc:
+                verb()
+            assert "\n" not in str(exc.value)
+
+
+def test_remotehub_is_a_deprecated_spelling_of_hub_served(served, cache_dir):
+    from sentenialx.hub.remote import RemoteHub
+
+    with pytest.warns(DeprecationWarning, match="Hub.open"):
+        remote = RemoteHub(served.url, token=served.tokens["reader"])
+    with remote:
+        assert isinstance(remote, Hub) and remote.is_served
+        assert remote.resolve("distill@1.0.0").version == "1.0.0"

@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 
 from sentenialx.hub.errors import StateError
-from sentenialx.hub.remote import RemoteHub
+from sentenialx.hub.hub import Hub
 from sentenialx.hub.state import HUB_PUB, create_hub_key
 
 
-def _remote(served: Any, cache_dir: Path) -> RemoteHub:
-    return RemoteHub(served.url, token=served.tokens["reader"], cache_dir=cache_dir)
+def _remote(served: Any, cache_dir: Path) -> Hub:
+    return Hub.served(served.url, token=served.tokens["reader"], cache_dir=cache_dir)
 
 
 def test_state_endpoint_gives_the_generation_and_follows_changes(served: Any, cache_dir: Path) -> None:
@@ -45,7 +45,7 @@ def test_pull_client_refuses_a_replayed_older_state(served: Any, cache_dir: Path
     old_signed_gen = old_signed["generation"]
     served.hub.unrevoke(served.hub.versions("distill")[0].ref)
     remote.guard_state(pub)
-    replay = RemoteHub(served.url, token=served.tokens["reader"], cache_dir=cache_dir)
+    replay = Hub.served(served.url, token=served.tokens["reader"], cache_dir=cache_dir)
     replay.signed_state = lambda: old_signed  # type: ignore[method-assign]
     with pytest.raises(StateError, match="rollback"):
         replay.guard_state(pub)

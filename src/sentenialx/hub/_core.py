@@ -14,7 +14,8 @@ import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from sentenialx.hub.errors import NotFound
+from sentenialx.hub.errors import InvalidInput, NotFound
+from sentenialx.hub.index.base import ResolvesRefs
 from sentenialx.hub.manifest import FileEntry
 from sentenialx.hub.refs import Ref, VersionRange, parse_ref
 from sentenialx.hub.values import VersionInfo
@@ -54,15 +55,29 @@ def weights_entry(info: VersionInfo) -> FileEntry:
 class Core:
     """The index, the blob store, the local folder (views) and the read cache of one hub."""
 
-    def __init__(self, root: Path, *, index: SqlIndex, store: Any, local: LocalStore,
-                 cache: Any = None) -> None:
+    def __init__(self, root: Path, *, index: SqlIndex, store: Any, local: LocalStore | None,
+                 cache: Any = None, files: Path | None = None) -> None:
         self.root = root
         self.index = index
         self.store = store
-        self.local = local
+        self._local = local
         self.cache = cache
+        # Where the read path materialises a version's files under their own names (a
+        # served hub's <cache>/hubs/<host>/files); None keeps them in the blob cache.
+        self.files = files
         self._resolved: dict[tuple[str, bool], tuple[int, VersionInfo]] = {}
         self._resolved_gen = -1
+
+    @property
+    def local(self) -> LocalStore:
+        """The hub folder as a store (views).
+
+        Raises:
+            InvalidInput: a served hub has no folder of its own here.
+        """
+        if self._local is None:
+            raise InvalidInput(f"{self.root} is a served hub's cache, not a hub folder")
+        return self._local
 
     def clear_resolve_cache(self) -> None:
         """Forget every cached resolution (benchmarks measure the uncached path)."""
@@ -75,6 +90,10 @@ class Core:
             InvalidRef: the ref is malformed.
             NotFound: nothing matches, or it is revoked and ``include_revoked`` is False.
         """
+        if isinstance(self.index, ResolvesRefs):
+            # A served hub resolves on its server (one request, remembered for offline
+            # use); its answer is validated as untrusted input by the index.
+            return self.index.resolve(str(ref), include_revoked=include_revoked)
         key = (str(ref), include_revoked)
         gen = self.index.generation()
         if gen != self._resolved_gen:

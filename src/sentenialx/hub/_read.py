@@ -1,4 +1,10 @@
 """The one read path: resolve, read once while hashing, match the manifest, apply the trust policy.
+
+The same code for every transport: the bytes come from ``store.open_entry`` (a local
+file, an S3 object), through the verified cache for stores that are not local files,
+which a served hub fills itself (:class:`~sentenialx.hub.store.base.FillsCache`:
+resumable downloads); whatever the source, they are hashed against the manifest here
+before a caller or a loader sees them.
 """
 
 from __future__ import annotations
@@ -8,13 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from sentenialx.hub._core import Core, Part, Trust
+from sentenialx.hub.cache import link_files
 from sentenialx.hub.errors import (
     IntegrityError,
     NotFound,
 )
-from sentenialx.hub.hashing import hash_file
+from sentenialx.hub.hashing import Progress, hash_file
 from sentenialx.hub.layout import file_key, folder_key
 from sentenialx.hub.manifest import FileEntry
+from sentenialx.hub.store.base import FillsCache
 from sentenialx.hub.values import (
     VersionInfo,
 )
@@ -27,12 +35,13 @@ class Reader(Part):
         super().__init__(core)
         self.trust = trust
 
-    def path(self, ref: str, *, include_revoked: bool = False, trust: str | None = None) -> Path:
+    def path(self, ref: str, *, include_revoked: bool = False, trust: str | None = None,
+             progress: Progress | None = None) -> Path:
         """Absolute path of the verified weights file (or folder) of a version."""
         info = self.resolve(ref, include_revoked=include_revoked)
         self.trust.check_trust(info, mode=trust)
         if self.cache is not None:
-            return self._materialise(info)
+            return self._materialise(info, progress=progress)
         files = [f for f in info.files if info.layout != "dir" or f.path.startswith(info.stem + "/")]
         if info.layout != "dir":
             files = [self.weights_entry(info)]
@@ -76,28 +85,51 @@ class Reader(Part):
         if fresh:
             self.index.stat_cache_put(fresh)
 
-    def _materialise(self, info: VersionInfo) -> Path:
-        """Verified local copies of a remote version's files (via the cache); the weights path."""
-        paths = {f.path: self._cached(info, f) for f in info.files}
+    def _materialise(self, info: VersionInfo, *, progress: Progress | None = None) -> Path:
+        """Verified local copies of the files a path hands out (via the cache); their path.
+
+        Only the weights file, or the folder's files, are fetched: attachments are not
+        part of what a loader reads.
+        """
+        if info.layout == "dir":
+            targets = [f for f in info.files if f.path.startswith(info.stem + "/")]
+        else:
+            targets = [self.weights_entry(info)]
+        paths = {f.path: self.cached(info, f, progress=progress) for f in targets}
+        if self.core.files is not None:
+            # The names come from a validated version record; link_files() confines each
+            # one under the files root again and replaces, never follows, what is there.
+            link_files(self.core.files, {f"{info.model}/{p}": c for p, c in paths.items()})
+            rel = info.stem if info.layout == "dir" else targets[0].path
+            return self.core.files / info.model / rel
         if info.layout == "dir":
             return self.cache.folder(info.digest or "", {p[len(info.stem) + 1:]: c for p, c in
-                                                         paths.items() if p.startswith(info.stem + "/")})
-        return Path(paths[self.weights_entry(info).path])
+                                                         paths.items()})
+        return Path(paths[targets[0].path])
 
-    def _cached(self, info: VersionInfo, entry: FileEntry) -> Path:
+    def cached(self, info: VersionInfo, entry: FileEntry, *, progress: Progress | None = None
+               ) -> Path:
+        """The verified cache's copy of one file of a version, brought in if missing.
+
+        Raises:
+            IntegrityError: the bytes brought in do not match the manifest.
+            StoreUnavailable: the source is unreachable and the file is not cached.
+        """
         hit = self.cache.get(entry.sha256, entry.size)
         if hit is not None:
             return Path(hit)
-        with self.store.open_read(file_key(info.model, entry.path)) as src:
+        if isinstance(self.store, FillsCache):
+            return Path(self.store.fetch(info, entry, progress=progress))
+        with self.store.open_entry(info, entry) as src:
             return Path(self.cache.put(entry.sha256, entry.size, src, name=entry.path))
 
     def open_bytes(self, ref: str, *, file: str | None = None, include_revoked: bool = False,
-                   trust: str | None = None) -> bytes:
+                   trust: str | None = None, progress: Progress | None = None) -> bytes:
         """Read a version's file once, hashing as it is read, and return verified bytes."""
         info = self.resolve(ref, include_revoked=include_revoked)
         self.trust.check_trust(info, mode=trust)
         entry = self._entry(info, file)
-        return self.read_entry(info, entry)
+        return self.read_entry(info, entry, progress=progress)
 
     def _entry(self, info: VersionInfo, file: str | None) -> FileEntry:
         if file is None:
@@ -111,19 +143,25 @@ class Reader(Part):
         raise NotFound(f"{info.ref} has no file {file!r}; files: "
                        f"{', '.join(f.path for f in info.files)}", what="file")
 
-    def read_entry(self, info: VersionInfo, entry: FileEntry) -> bytes:
+    def read_entry(self, info: VersionInfo, entry: FileEntry, *,
+                   progress: Progress | None = None) -> bytes:
         """One file of a resolved version, read once and matched to the manifest."""
         import hashlib
 
         if self.cache is not None:
             # Remote bytes come through the local cache; they are hashed below either way.
-            src = open(self._cached(info, entry), "rb")  # noqa: SIM115 - closed below
+            src = open(self.cached(info, entry, progress=progress), "rb")  # noqa: SIM115
         else:
-            src = self.store.open_read(file_key(info.model, entry.path))
+            src = self.store.open_entry(info, entry)
         with src:
             data = src.read(entry.size + 1)
         actual = hashlib.sha256(data).hexdigest()
         if len(data) != entry.size or actual != entry.sha256:
+            if self.cache is not None:
+                # A cached copy that changed after it was admitted is never used again.
+                self.cache.drop(entry.sha256)
+                raise IntegrityError(path=entry.path, expected=entry.sha256, actual=actual,
+                                     hint="the cached copy changed; it was dropped, try again")
             raise IntegrityError(path=entry.path, expected=entry.sha256, actual=actual,
                                  hint=f"run `sentenialx models fsck {info.model}`")
         return data

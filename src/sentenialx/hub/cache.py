@@ -1,7 +1,7 @@
 """The one local cache of verified blobs: digest-keyed, size-capped, never trusting a writer.
 
 Every remote read goes through it (S3 objects read by :class:`~sentenialx.hub.hub.Hub`,
-files downloaded by :class:`~sentenialx.hub.remote.RemoteHub`)::
+files downloaded from a served hub by :mod:`sentenialx.hub.transport.http`)::
 
     <root>/sha256/ab/<sha256>            verified bytes, read-only
     <root>/sha256/ab/<sha256>.verified   the stat seen when they were admitted (a cheap re-check)

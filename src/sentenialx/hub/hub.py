@@ -12,6 +12,11 @@ a part in a module of its own, composed here:
 - ``_seed``: adopting a seed registry.json;
 - ``release``: signatures, the trust policy and promotion gates;
 - ``layout``: every store key and hub-folder name.
+
+A served hub (``Hub.open("http://…")``) is the same facade over other parts
+(``transport/http.py``): an index and a blob source that speak the server's API,
+under the same resolver and read path, and writes that are requests to the
+server's own Hub. ``is_served`` tells them apart where it matters (copies).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import os
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from sentenialx.hub._core import Core, default_actor, weights_entry
 from sentenialx.hub._lifecycle import Lifecycle
@@ -49,6 +54,14 @@ from sentenialx.hub.values import (
     VerifyReport,
     VersionInfo,
 )
+
+if TYPE_CHECKING:
+    from sentenialx.hub.transport.http import (
+        HttpClient,
+        HttpWrites,
+        ServedTrust,
+        ServedViews,
+    )
 
 _role_in_folder = role_in_folder
 
@@ -89,15 +102,19 @@ class Hub:
             store = LocalStore(_local_path(store_url, root_path))
         index = SqlIndex(index_url or f"sqlite:///{root_path / REGISTRY_DB}")
         self.core = Core(root_path, index=index, store=store, local=local, cache=cache)
-        self.tokens = Tokens(index)
-        self._views = Views(self.core)
-        self._releases = Releases(self.core, views=self._views)
-        trust = self._releases
-        self._registrar = Registrar(self.core, views=self._views, trust=trust)
-        self._reader = Reader(self.core, trust=trust)
-        self._lifecycle = Lifecycle(self.core, views=self._views, trust=trust)
-        self._maintenance = Maintenance(self.core, views=self._views, trust=trust)
-        self._seed = SeedImport(self.core, registrar=self._registrar)
+        self._http: HttpClient | None = None
+        self._tokens: Tokens | None = Tokens(index)
+        views = Views(self.core)
+        releases = Releases(self.core, views=views)
+        registrar = Registrar(self.core, views=views, trust=releases)
+        self._views: Views | ServedViews = views
+        self._releases: Releases | ServedTrust = releases
+        self._registrar: Registrar | HttpWrites = registrar
+        self._reader = Reader(self.core, trust=releases)
+        self._lifecycle: Lifecycle | HttpWrites = Lifecycle(self.core, views=views, trust=releases)
+        self._maintenance: Maintenance | HttpWrites = Maintenance(self.core, views=views,
+                                                                 trust=releases)
+        self._seed: SeedImport | HttpWrites = SeedImport(self.core, registrar=registrar)
         # With an index shared by many machines (PostgreSQL), the others' writes leave
         # this folder's views behind; they are views of the index, so a hub on a shared
         # index refreshes them when opened.
@@ -107,9 +124,156 @@ class Hub:
             with contextlib.suppress(OSError):  # a read-only folder keeps its older view
                 self.write_registry_json()
 
+    @classmethod
+    def served(cls, url: str, *, token: str | None = None,
+               cache_dir: str | os.PathLike[str] | None = None, timeout: float = 60.0,
+               retries: int | None = None, max_response_bytes: int | None = None) -> Hub:
+        """The hub served at ``url`` (``sentenialx models serve``), as a Hub over HTTP.
+
+        Reads go through the same resolver and read path as a local hub, over an index
+        and a blob source that speak the server's API (every answer validated, files
+        downloaded into the verified cache, resumably, and hashed against the manifest
+        before use; offline, the last verified answers and files serve). Writes are
+        requests to the server's own Hub. The token defaults to ``$SENTENIALX_TOKEN``,
+        the cache to ``$SENTENIALX_CACHE`` or ``~/.cache/sentenialx``.
+
+        Raises:
+            InvalidInput: ``url`` is not http(s)://HOST[:PORT].
+            MissingDependency: httpx (the ``server`` extra) is not installed.
+        """
+        from sentenialx.hub.transport.http import (
+            RETRIES,
+            HttpBlobStore,
+            HttpClient,
+            HttpIndex,
+            HttpWrites,
+            ServedTrust,
+            ServedViews,
+        )
+        from sentenialx.hub.transport.http import U as untrusted
+
+        client = HttpClient(url, token=token, cache_dir=cache_dir, timeout=timeout,
+                            retries=RETRIES if retries is None else retries,
+                            max_response_bytes=(untrusted.MAX_RESPONSE_BYTES
+                                                if max_response_bytes is None
+                                                else max_response_bytes))
+        index = HttpIndex(client)
+        store = HttpBlobStore(client)
+        self = cls.__new__(cls)
+        # The served index implements the read side of the index protocol; every part
+        # that would write to an index is replaced below by HttpWrites, so no write
+        # method of SqlIndex is ever asked of it.
+        self.core = Core(store.root, index=cast(SqlIndex, index), store=store, local=None,
+                         cache=client.cache, files=store.root)
+        self._http = client
+        self._tokens = None
+        writes = HttpWrites(client, index)
+        trust = ServedTrust(client.url)
+        self._views = ServedViews(index)
+        self._releases = trust
+        self._registrar = writes
+        self._reader = Reader(self.core, trust=trust)
+        self._lifecycle = writes
+        self._maintenance = writes
+        self._seed = writes
+        return self
+
+    @property
+    def is_served(self) -> bool:
+        """True for a hub reached over HTTP: its writes, policy and files are its host's."""
+        return self._http is not None
+
+    def _client(self, verb: str) -> HttpClient:
+        if self._http is None:
+            from sentenialx.hub.errors import InvalidInput
+
+            raise InvalidInput(f"`{verb}` needs a served hub (http://…); {self.root} is local")
+        return self._http
+
+    @property
+    def url(self) -> str:
+        """The served hub's URL, or the hub folder of a local one."""
+        return self._http.url if self._http is not None else str(self.root)
+
+    @property
+    def hub_dir(self) -> Path:
+        """A served hub's folder in this client's cache (responses, files, state seen).
+
+        Raises:
+            InvalidInput: the hub is local.
+        """
+        return self._client("hub_dir").hub_dir
+
+    @property
+    def tokens(self) -> Tokens:
+        """The hub's API tokens (kept in its index).
+
+        Raises:
+            InvalidInput: a served hub's tokens are its host's.
+        """
+        if self._tokens is None:
+            from sentenialx.hub.transport.http import local_only
+
+            raise local_only("tokens", self.url)
+        return self._tokens
+
+    def whoami(self) -> dict[str, Any]:
+        """The token this client uses, as the served hub sees it.
+
+        Raises:
+            InvalidInput: the hub is local.
+        """
+        return self._client("whoami").whoami()
+
+    def state(self) -> dict[str, Any]:
+        """A served hub's ``{"generation": n, "signed": signed state or None}`` (never cached).
+
+        Raises:
+            InvalidInput: the hub is local.
+        """
+        return self._client("state").state()
+
+    def guard_state(self, public_key: str | os.PathLike[str]) -> dict[str, Any]:
+        """Check a served hub's signed state against its pinned key and what was seen before.
+
+        Raises:
+            InvalidInput: the hub is local.
+            StateError: forged, expired, from another hub, or older than seen before.
+        """
+        return self._client("guard_state").guard_state(public_key, self.signed_state())
+
+    def fetch(self, info: VersionInfo, entry: FileEntry, *, progress: Progress | None = None
+              ) -> Path:
+        """The verified cached copy of one file of a version (a served or S3 hub).
+
+        Raises:
+            InvalidInput: the hub's bytes are local files (use :meth:`path`).
+            IntegrityError: the bytes do not match the manifest.
+            StoreUnavailable: the source is unreachable and the file is not cached.
+        """
+        if self.cache is None:
+            from sentenialx.hub.errors import InvalidInput
+
+            raise InvalidInput(f"{self.root} keeps its files locally; nothing to fetch")
+        return self._reader.cached(info, entry, progress=progress)
+
+    def upload(self, model: str, spec: dict[str, Any], blobs: dict[str, Path], *,
+               progress: Progress | None = None) -> tuple[VersionInfo, list[str]]:
+        """Register a version on a served hub from a spec, sending only files it lacks.
+
+        Raises:
+            InvalidInput: the hub is local, or the server refused the spec.
+            IntegrityError, AlreadyExists, PermissionDenied, TooLarge: the server refused.
+        """
+        self._client("upload")
+        return cast("HttpWrites", self._registrar).upload(model, spec, blobs, progress=progress)
+
     @property
     def root(self) -> Path:
-        """The hub folder (views, trust policy; the bytes too unless the store is elsewhere)."""
+        """The hub folder (views, trust policy; the bytes too unless the store is elsewhere).
+
+        A served hub's root is where its files are materialised in this client's cache.
+        """
         return self.core.root
 
     @property
@@ -142,10 +306,8 @@ class Hub:
         """
         loc = location or os.environ.get("SENTENIALX_HUB") or DEFAULT_ROOT
         if isinstance(loc, str) and loc.startswith(("http://", "https://")):
-            # A served hub: the same verbs over HTTP, token from $SENTENIALX_TOKEN.
-            from sentenialx.hub.remote import RemoteHub
-
-            return RemoteHub(loc)  # type: ignore[return-value]
+            # A served hub: the same facade over HTTP, token from $SENTENIALX_TOKEN.
+            return cls.served(loc)
         from sentenialx.hub.config import read_config
 
         cfg = read_config(Path(loc))
@@ -164,7 +326,7 @@ class Hub:
         self.close()
 
     def __repr__(self) -> str:
-        return f"Hub({str(self.root)!r})"
+        return f"Hub({self.url!r})"
 
     def resolve(self, ref: str | Ref, *, include_revoked: bool = False) -> VersionInfo:
         """Resolve a ref to a ready version (cached until the index changes).
@@ -192,6 +354,10 @@ class Hub:
         Raises:
             StoreUnavailable: the index or the store cannot be reached.
         """
+        if self._http is not None:
+            from sentenialx.hub.transport.http import local_only
+
+            raise local_only("init", self.url)
         self.index.migrate()
         if hasattr(self.store, "ensure_bucket"):
             self.store.ensure_bucket()
@@ -247,6 +413,8 @@ class Hub:
         """
         from sentenialx.hub.state import signed_state
 
+        if self._http is not None:
+            return self._http.signed_state()
         return signed_state(self, ttl=ttl)
 
     # -- register -----------------------------------------------------------------------
@@ -298,7 +466,8 @@ class Hub:
             name=name, progress=progress)
 
     # -- read ---------------------------------------------------------------------------
-    def path(self, ref: str, *, include_revoked: bool = False, trust: str | None = None) -> Path:
+    def path(self, ref: str, *, include_revoked: bool = False, trust: str | None = None,
+             progress: Progress | None = None) -> Path:
         """Absolute path of the verified weights file (or folder) of a version.
 
         The same rules as :meth:`load` apply before the path is handed out: the trust
@@ -315,10 +484,11 @@ class Hub:
             IntegrityError: a file does not match the manifest.
             SignatureError: the trust policy requires a signature this version lacks.
         """
-        return self._reader.path(ref, include_revoked=include_revoked, trust=trust)
+        return self._reader.path(ref, include_revoked=include_revoked, trust=trust,
+                                 progress=progress)
 
     def open_bytes(self, ref: str, *, file: str | None = None, include_revoked: bool = False,
-                   trust: str | None = None) -> bytes:
+                   trust: str | None = None, progress: Progress | None = None) -> bytes:
         """Read a version's file once, hashing as it is read, and return verified bytes.
 
         ``file`` is a manifest path; default the main weights file. ``trust`` overrides
@@ -329,7 +499,8 @@ class Hub:
             IntegrityError: the bytes do not match the manifest.
             SignatureError: the trust policy requires a signature this version lacks.
         """
-        return self._reader.open_bytes(ref, file=file, include_revoked=include_revoked, trust=trust)
+        return self._reader.open_bytes(ref, file=file, include_revoked=include_revoked, trust=trust,
+                                       progress=progress)
 
     def read_entry(self, info: VersionInfo, entry: FileEntry) -> bytes:
         """One file of a resolved version, read once and matched to the manifest.

@@ -36,11 +36,10 @@ from sentenialx.hub.errors import (
 )
 from sentenialx.hub.hashing import Progress
 from sentenialx.hub.manifest import FileEntry
-from sentenialx.hub.remote import RemoteHub
 from sentenialx.hub.values import VersionInfo
 
 AnyHub = Any
-"""A :class:`~sentenialx.hub.hub.Hub` or a :class:`RemoteHub`."""
+"""A :class:`~sentenialx.hub.hub.Hub`, local, shared or served (``hub.is_served``)."""
 
 
 log = logging.getLogger("sentenialx.transfer")
@@ -141,9 +140,9 @@ def _parent_refs(dst: AnyHub, info: VersionInfo) -> list[str]:
 def _source_path(src: AnyHub, info: VersionInfo, entry: FileEntry, *,
                  progress: Progress | None, spooled: list[Path]) -> Path:
     """A local file with the entry's bytes: the store's own file, or the verified cache copy."""
-    if isinstance(src, RemoteHub):
+    if src.is_served:
         # Progress counts what reaches the destination; the fetch is not counted twice.
-        return src.fetch(info, entry)
+        return Path(src.fetch(info, entry))
     key = f"{info.model}/{entry.path}"
     local = src.store.local_path(key)
     if local is not None:
@@ -214,7 +213,7 @@ def _copy_local(src: AnyHub, dst: AnyHub, info: VersionInfo, *, actor: str | Non
     return done, res
 
 
-def _copy_remote(src: AnyHub, dst: RemoteHub, info: VersionInfo, *,
+def _copy_remote(src: AnyHub, dst: AnyHub, info: VersionInfo, *,
                  progress: Progress | None, spooled: list[Path]
                  ) -> tuple[VersionInfo, CopyResult]:
     lay = _layout(info)
@@ -251,7 +250,7 @@ def copy_versions(src: AnyHub, dst: AnyHub, refs: Sequence[str], *,
     """Copy the versions ``refs`` name (and their lineage parents) from ``src`` to ``dst``.
 
     Args:
-        src: the hub to read (local :class:`Hub` or :class:`RemoteHub`).
+        src: the hub to read (local, shared or served).
         dst: the hub to write.
         refs: refs resolved in ``src`` (``distill@production``...).
         include_revoked: also copy revoked versions named exactly (their revocation is
@@ -290,7 +289,7 @@ def copy_versions(src: AnyHub, dst: AnyHub, refs: Sequence[str], *,
             res = CopyResult(info.ref, "present", str(info.digest), files=len(info.files),
                              files_deduped=len(info.files))
         else:
-            if isinstance(dst, RemoteHub):
+            if dst.is_served:
                 done, res = _copy_remote(src, dst, info, progress=progress, spooled=spooled)
             else:
                 done, res = _copy_local(src, dst, info, actor=actor, progress=progress,
@@ -308,8 +307,7 @@ def copy_versions(src: AnyHub, dst: AnyHub, refs: Sequence[str], *,
             for a in src.aliases(info.model):
                 if a.version == info.version:
                     try:
-                        cur = dst.index.get_alias(info.model, a.alias).version if not isinstance(
-                            dst, RemoteHub) else _remote_alias(dst, info.model, a.alias)
+                        cur = dst.index.get_alias(info.model, a.alias).version
                     except NotFound:
                         cur = None
                     if cur != info.version:
@@ -337,13 +335,6 @@ def copy_versions(src: AnyHub, dst: AnyHub, refs: Sequence[str], *,
             dst.revoke(info.ref, reason=info.revoke_reason or "revoked in the source hub",
                        actor=actor)
     return results
-
-
-def _remote_alias(dst: RemoteHub, model: str, alias: str) -> str | None:
-    for a in dst.aliases(model):
-        if a.alias == alias:
-            return a.version
-    return None
 
 
 def _rmtree(p: Path) -> None:
@@ -422,9 +413,8 @@ def _parents_first(src: AnyHub, refs: Sequence[str]) -> list[str]:
 
 
 def _hub_identity(h: AnyHub) -> dict[str, Any]:
-    if isinstance(h, RemoteHub):
-        return {"hub_id": None, "location": h.url}
-    return {"hub_id": h.index.state()["hub_id"], "location": str(h.root)}
+    # A served index shows no hub_id (it stays on its host): the URL names it.
+    return {"hub_id": h.index.state()["hub_id"], "location": h.url}
 
 
 def _carry_signature(src: AnyHub, dst: AnyHub, info: VersionInfo, *, source: dict[str, Any],
@@ -456,11 +446,11 @@ def _record_provenance(src: AnyHub, dst: AnyHub, info: VersionInfo, *, source: d
                        dest: dict[str, Any], actor: str) -> bool:
     """Append an `import` event naming the source hub and its events for this version."""
     mine = [e for e in src.events(model=info.model) if e.version == info.version]
-    if not isinstance(dst, RemoteHub):
-        for e in dst.index.events(model=info.model):
-            if e.kind == "import" and e.version == info.version and \
-                    e.payload.get("source", {}).get("hub_id") == source["hub_id"]:
-                return False  # already recorded by an earlier (possibly interrupted) run
+    # dst is never served here (copy_hub sends no events to a served hub).
+    for e in dst.index.events(model=info.model):
+        if e.kind == "import" and e.version == info.version and \
+                e.payload.get("source", {}).get("hub_id") == source["hub_id"]:
+            return False  # already recorded by an earlier (possibly interrupted) run
     if dest["hub_id"] and any(e.kind == "import" and e.payload.get("source", {}).get("hub_id")
                               == dest["hub_id"] for e in mine):
         return False  # a round trip back to where it came from: nothing new to record
@@ -499,15 +489,15 @@ def copy_hub(src: AnyHub, dst: AnyHub, refs: Sequence[str] = (), *, actor: str |
         return rep
     rep.results = copy_versions(src, dst, targets, include_revoked=True, aliases=True,
                                 actor=actor, progress=progress)
-    if isinstance(dst, RemoteHub):
+    if dst.is_served:
         rep.notes.append("signatures and provenance events are not sent to a served hub")
         return rep
-    if isinstance(src, RemoteHub):
+    if src.is_served:
         rep.notes.append("signatures are not read from a served hub")
     source, dest = _hub_identity(src), _hub_identity(dst)
     for r in rep.results:
         info = src.resolve(r.ref, include_revoked=True)
-        if not isinstance(src, RemoteHub) and _carry_signature(src, dst, info, source=source,
+        if not src.is_served and _carry_signature(src, dst, info, source=source,
                                                                actor=actor):
             rep.signatures.append(r.ref)
         if _record_provenance(src, dst, info, source=source, dest=dest, actor=actor):

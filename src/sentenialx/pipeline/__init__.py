@@ -160,10 +160,8 @@ class ThreatClassifier:
         The detector keeps running (blinding it is what an attacker wants), but the
         failure is logged as an error and kept in ``last_error`` for health checks.
         """
-        from sentenialx.hub.hub import Hub
-
-        if not isinstance(self.hub, Hub):
-            return
+        if self.hub.is_served:
+            return  # a served hub's policy is applied by its server
         for info in (cur.encoder, cur.classifier, cur.lora):
             if info is None:
                 continue
@@ -207,10 +205,8 @@ class ThreatClassifier:
         return _Loaded(enc, clf, lora, session, labels)
 
     def _trust_kw(self) -> dict[str, Any]:
-        """A local hub applies its trust policy (or our override); a remote one its server's."""
-        from sentenialx.hub.hub import Hub
-
-        if isinstance(self.hub, Hub):
+        """A local hub applies its trust policy (or our override); a served one its server's."""
+        if not self.hub.is_served:
             return {"trust": self.trust}
         if self.trust == "enforce":
             from sentenialx.hub.errors import SignatureError

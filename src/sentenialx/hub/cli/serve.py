@@ -37,7 +37,7 @@ def _duration(text: str) -> timedelta:
 
 
 def _local_hub(hub_path: str | None) -> Any:
-    from sentenialx.hub.remote import is_remote
+    from sentenialx.hub.transport.http import is_remote
 
     if is_remote(hub_path):
         raise InvalidInput("this command works on the hub's own files: give --hub PATH on the"
@@ -202,7 +202,7 @@ def pull(src: str, refs: tuple[str, ...], to: str | None, aliases: bool, include
     """Copy versions REFS (and their lineage) from hub SRC into this hub, verified."""
     source = _open_any(src)
     if hub_key:
-        if hasattr(source, "guard_state"):
+        if source.is_served:
             source.guard_state(hub_key)  # remembers the highest generation seen
         else:
             from sentenialx.hub.signing import load_public_key

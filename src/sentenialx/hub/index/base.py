@@ -228,6 +228,25 @@ class Index(Protocol):
         ...
 
 
+@runtime_checkable
+class ResolvesRefs(Protocol):
+    """An index that resolves refs itself: a served hub, whose server's Hub applies the rules.
+
+    The Hub's resolver asks it instead of combining ``latest`` / ``get_alias`` /
+    ``get_version`` calls, so a ref costs one request and can be answered offline
+    from the last verified answer.
+    """
+
+    def resolve(self, ref: str, *, include_revoked: bool = False) -> VersionInfo:
+        """The ready version ``ref`` names.
+
+        Raises:
+            InvalidRef: the ref is malformed.
+            NotFound: nothing matches, or it is revoked and ``include_revoked`` is False.
+        """
+        ...
+
+
 if TYPE_CHECKING:
     from sentenialx.hub.index.sql import SqlIndex
 
@@ -236,4 +255,4 @@ if TYPE_CHECKING:
         return index
 
 
-__all__ = ["AliasInfo", "AliasMove", "Index", "StatRow", "VersionInfo", "dumps"]
+__all__ = ["AliasInfo", "AliasMove", "Index", "ResolvesRefs", "StatRow", "VersionInfo", "dumps"]

@@ -11,6 +11,11 @@ a key that is absolute or holds ``..`` is refused. The rules every backend keeps
 - ``put_small`` is the one way to replace bytes: a sidecar, swapped in whole.
 - ``open_read`` of a missing key raises :class:`~sentenialx.hub.errors.NotFound`;
   ``stat`` answers None; ``delete`` of a missing key is a no-op.
+- ``open_entry`` is the read primitive of the one read path (``_read.py``): the bytes
+  of one manifest entry of a version, wherever they live. A store addressed by keys
+  answers ``open_read(file_key(model, path))``; a served hub (``transport/http.py``)
+  addresses files by model, version and path. Nobody trusts these bytes: the reader
+  hashes them against the manifest.
 
 Some backends can do more, cheaply; the Hub asks with ``isinstance`` on the small
 protocols below instead of naming a backend class.
@@ -28,6 +33,9 @@ from sentenialx.hub.hashing import Digest, Progress
 if TYPE_CHECKING:
     from datetime import datetime
     from types import TracebackType
+
+    from sentenialx.hub.manifest import FileEntry
+    from sentenialx.hub.values import VersionInfo
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +120,14 @@ class BlobStore(Protocol):
         """
         ...
 
+    def open_entry(self, info: VersionInfo, entry: FileEntry) -> ReadStream:
+        """Open the (unverified) bytes of one manifest entry of ``info``.
+
+        Raises:
+            NotFound: the file is missing from the store.
+        """
+        ...
+
     def stat(self, key: str) -> BlobStat | None:
         """Size and change markers of an object, or None if it is missing."""
         ...
@@ -174,6 +190,25 @@ class AbandonedUploads(Protocol):
         ...
 
 
+@runtime_checkable
+class FillsCache(Protocol):
+    """A source that brings an entry's bytes into the verified cache itself (a served hub).
+
+    It resumes interrupted downloads and admits only bytes whose sha256 matches the
+    entry, so the read path asks it for a cached file instead of a stream.
+    """
+
+    def fetch(self, info: VersionInfo, entry: FileEntry, *, progress: Progress | None = None
+              ) -> Path:
+        """The verified cached copy of ``entry``, downloading what is missing.
+
+        Raises:
+            IntegrityError: the bytes received do not match the entry.
+            StoreUnavailable: the source is unreachable and the file is not cached.
+        """
+        ...
+
+
 if TYPE_CHECKING:
     from sentenialx.hub.store.local import LocalStore
     from sentenialx.hub.store.s3 import S3Store
@@ -195,5 +230,5 @@ if TYPE_CHECKING:
         return store
 
 
-__all__ = ["AbandonedUploads", "BlobStat", "BlobStore", "Dedup", "ReadStream", "ServerSideCopy",
-           "Source", "read_bytes"]
+__all__ = ["AbandonedUploads", "BlobStat", "BlobStore", "Dedup", "FillsCache", "ReadStream",
+           "ServerSideCopy", "Source", "read_bytes"]

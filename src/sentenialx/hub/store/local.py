@@ -16,11 +16,16 @@ import stat as st
 import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from sentenialx.hub.errors import AlreadyExists, NotFound, StoreUnavailable
 from sentenialx.hub.hashing import Digest, Progress, copy_and_hash, fsync_dir, hash_file
+from sentenialx.hub.layout import file_key
 from sentenialx.hub.store.base import BlobStat, Source
+
+if TYPE_CHECKING:
+    from sentenialx.hub.manifest import FileEntry
+    from sentenialx.hub.values import VersionInfo
 
 TMP_PREFIX = ".tmp-"
 READ_ONLY = 0o444
@@ -183,6 +188,14 @@ class LocalStore:
         return True
 
     # -- reading ----------------------------------------------------------------------
+    def open_entry(self, info: VersionInfo, entry: FileEntry) -> BinaryIO:
+        """Open one manifest entry of ``info``: the object under its file key.
+
+        Raises:
+            NotFound: the file is missing.
+        """
+        return self.open_read(file_key(info.model, entry.path))
+
     def open_read(self, key: str) -> BinaryIO:
         """Open for reading.
 

@@ -22,11 +22,16 @@ import os
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from sentenialx.hub.errors import AlreadyExists, InvalidInput, NotFound, StoreUnavailable, require
 from sentenialx.hub.hashing import Digest, Progress
+from sentenialx.hub.layout import file_key
 from sentenialx.hub.store.base import BlobStat, Source
+
+if TYPE_CHECKING:
+    from sentenialx.hub.manifest import FileEntry
+    from sentenialx.hub.values import VersionInfo
 
 PART_SIZE = 16 * 1024 * 1024
 """Multipart part size; also the threshold below which one PUT is used."""
@@ -188,6 +193,14 @@ class S3Store:
         self.copies += 1
 
     # -- reading ------------------------------------------------------------------------
+    def open_entry(self, info: VersionInfo, entry: FileEntry) -> Any:
+        """Open one manifest entry of ``info``: the object under its file key.
+
+        Raises:
+            NotFound: the file is missing.
+        """
+        return self.open_read(file_key(info.model, entry.path))
+
     def open_read(self, key: str, *, start: int | None = None, end: int | None = None) -> Any:
         """A streaming body (``read(n)``, ``close()``); optional byte range (inclusive end).
 
