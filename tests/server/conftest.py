@@ -26,7 +26,6 @@ import httpx
 import pytest
 
 from sentenialx.hub.hub import Hub
-from sentenialx.hub.server.auth import create_token
 
 REPORT_MD = """# Distillation report
 
@@ -231,7 +230,7 @@ def serve_hub(hub: Hub, **app_kwargs: Any) -> Served:
 
     tokens = {}
     for name, (scope, models) in TOKENS.items():
-        secret, _ = create_token(hub, name, scope=scope, models=models)
+        secret, _ = hub.tokens.create(name, scope=scope, models=models)
         tokens[name] = secret
     server = LiveServer(create_app(hub, **app_kwargs)).start()
     return Served(hub, server, tokens)

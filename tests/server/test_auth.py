@@ -10,7 +10,6 @@ import httpx
 import pytest
 
 from sentenialx.hub.errors import AlreadyExists, InvalidInput, NotFound
-from sentenialx.hub.server.auth import create_token, list_tokens, revoke_token
 
 
 def _write_calls(model: str, upload) -> list[tuple[str, str, str, dict]]:
@@ -141,10 +140,10 @@ def test_model_limited_token_sees_only_its_models(served):
 def test_revoked_and_expired_tokens_are_refused_at_once(served):
     with served.client("reader") as c:
         assert c.get("/api/v1/models").status_code == 200
-        revoke_token(served.hub, "reader")
+        served.hub.tokens.revoke("reader")
         r = c.get("/api/v1/models")
         assert r.status_code == 401 and "revoked" in r.json()["error"]["message"]
-    secret, _ = create_token(served.hub, "short", scope="read",
+    secret, _ = served.hub.tokens.create("short", scope="read",
                              expires_in=timedelta(milliseconds=1))
     import time
 
@@ -154,22 +153,22 @@ def test_revoked_and_expired_tokens_are_refused_at_once(served):
 
 
 def test_token_rules(hub):
-    secret, tok = create_token(hub, "ci", scope="write", models=["distill*", "lora"])
+    secret, tok = hub.tokens.create("ci", scope="write", models=["distill*", "lora"])
     assert tok.models == ("distill*", "lora") and tok.may_see("distill-small")
     assert not tok.may_see("teacher")
     with pytest.raises(AlreadyExists):
-        create_token(hub, "ci")
-    revoke_token(hub, "ci")
+        hub.tokens.create("ci")
+    hub.tokens.revoke("ci")
     with pytest.raises(AlreadyExists):  # names of revoked tokens are not reused
-        create_token(hub, "ci")
+        hub.tokens.create("ci")
     with pytest.raises(NotFound):
-        revoke_token(hub, "ci")
+        hub.tokens.revoke("ci")
     for bad in ({"scope": "root"}, {"models": ["../x"]}, {"models": []},
                 {"expires_in": timedelta(seconds=-1)}):
         with pytest.raises(InvalidInput):
-            create_token(hub, "other", **bad)
-    assert [t.name for t in list_tokens(hub)] == ["ci"]
-    assert list_tokens(hub, include_revoked=False) == []
+            hub.tokens.create("other", **bad)
+    assert [t.name for t in hub.tokens.list()] == ["ci"]
+    assert hub.tokens.list(include_revoked=False) == []
     assert secret not in str(tok.to_dict())
 
 

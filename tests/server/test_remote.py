@@ -341,12 +341,11 @@ def test_cli_commands_over_http(served, cache_dir, monkeypatch):
 
 
 def test_serve_command_runs_the_real_server(tmp_path):
-    from sentenialx.hub.server.auth import create_token
 
     hub = Hub(tmp_path / "hub")
     (tmp_path / "m.onnx").write_bytes(b"x" * 1000)
     hub.register("distill", tmp_path / "m.onnx")
-    secret, _ = create_token(hub, "ops", scope="read")
+    secret, _ = hub.tokens.create("ops", scope="read")
     hub.close()
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -390,14 +389,13 @@ def test_a_damaged_server_copy_is_refused(served, cache_dir):
 
 
 def test_copy_between_two_served_hubs_and_two_local_hubs(make_served, tmp_path, cache_dir):
-    from sentenialx.hub.server.auth import create_token
 
     from .conftest import LiveServer  # the same helper the fixtures use
 
     a = make_served("a")
     a.hub.revoke("distill@1.0.0", reason="leaked test data")
     empty = Hub(tmp_path / "b")
-    secret, _ = create_token(empty, "pusher", scope="write")
+    secret, _ = empty.tokens.create("pusher", scope="write")
     from sentenialx.hub.server import create_app
 
     b = LiveServer(create_app(empty)).start()

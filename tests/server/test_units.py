@@ -91,10 +91,9 @@ def test_migration_0002_upgrades_an_old_hub(tmp_path):
 
     from sentenialx.hub.hub import Hub
     from sentenialx.hub.index import SCHEMA_HEAD
-    from sentenialx.hub.server.auth import create_token, list_tokens
 
     hub = Hub(tmp_path / "hub")
-    create_token(hub, "old", scope="read")
+    hub.tokens.create("old", scope="read")
     cfg = Config()
     import os
 
@@ -113,9 +112,9 @@ def test_migration_0002_upgrades_an_old_hub(tmp_path):
     db.close()
     hub = Hub(tmp_path / "hub")  # opening upgrades
     assert SCHEMA_HEAD == "0002"
-    assert list_tokens(hub) == []
-    create_token(hub, "new", scope="admin")
-    assert [t.name for t in list_tokens(hub)] == ["new"]
+    assert hub.tokens.list() == []
+    hub.tokens.create("new", scope="admin")
+    assert [t.name for t in hub.tokens.list()] == ["new"]
     hub.close()
 
 
@@ -123,7 +122,7 @@ def test_migration_0002_upgrades_an_old_hub(tmp_path):
                                            ("write", "write", True), ("write", "admin", False),
                                            ("admin", "admin", True)])
 def test_scopes_nest(scope, need, ok):
-    from sentenialx.hub.server.auth import Token
+    from sentenialx.hub._tokens import Token
 
     t = Token(name="t", scope=scope)
     if ok:

@@ -1,7 +1,7 @@
 """The hub's HTTP server: REST API, scoped tokens and web pages (``pip install 'sentenialx[server]'``).
 
-``create_app(hub)`` is loaded on first use, so the token commands (which need
-only :mod:`.auth`) do not import FastAPI.
+``create_app(hub)`` is loaded on first use, so importing the package (the token
+commands go through ``hub.tokens``) does not import FastAPI.
 """
 
 from __future__ import annotations

@@ -42,7 +42,7 @@ class Settings:
 
 
 class TokenChecker(Protocol):
-    """What the app needs to check a bearer secret (default: :class:`.auth.Authenticator`)."""
+    """What the app needs to check a bearer secret (default: the hub's ``Tokens``)."""
 
     def authenticate(self, secret: str) -> Token:
         """The token for ``secret``; raises :class:`Unauthenticated` if there is none."""

@@ -8,7 +8,7 @@ API (``/api/v1``, described at ``/openapi.json``)
     with an expected previous version, revoke and un-revoke. Admin: delete.
 
 Auth
-    ``Authorization: Bearer sxt_...`` (see :mod:`.auth`). Web pages also accept the
+    ``Authorization: Bearer sxt_...`` (see :mod:`sentenialx.hub._tokens`). Web pages also accept the
     ``sx_token`` cookie set by ``/login`` (HttpOnly, SameSite=Strict); API writes
     take the header only. Without ``anonymous_read`` a request without a token gets
     401. Writes are recorded in the event history as ``token:<name>``.
