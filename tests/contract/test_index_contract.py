@@ -4,15 +4,20 @@
 and provides the ``index`` fixture (fsspec's abstract test suites, restic's backend
 suite). PostgreSQL uses a fresh database from ``pg_database`` (conftest.py): it skips
 without the service and fails under ``CI=true``.
+
+:class:`ReadIndexContract` holds the read side alone: a :class:`SqlIndex` writer records
+state and the reader under test answers about it; besides SQLite and PostgreSQL, the
+reader is a served hub's ``HttpIndex``, over a real server on loopback.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -20,8 +25,8 @@ from sentenialx.hub.errors import AlreadyExists, Conflict, InvalidInput, NotFoun
 from sentenialx.hub.events import GENESIS, verify_chain
 from sentenialx.hub.index.base import Index
 from sentenialx.hub.index.sql import SqlIndex
-from sentenialx.hub.manifest import FileEntry
-from sentenialx.hub.values import VersionInfo
+from sentenialx.hub.manifest import FileEntry, Manifest
+from sentenialx.hub.values import AliasInfo, VersionInfo
 
 
 def _iso(dt: datetime) -> str:
@@ -33,18 +38,24 @@ def _entry(path: str, data: bytes, role: str = "weights") -> FileEntry:
 
 
 def _reserve(index: Index, model: str, version: str | None = None, *, bump: str | None = None,
-             meta: dict[str, Any] | None = None) -> VersionInfo:
+             meta: dict[str, Any] | None = None, lineage: dict[str, Any] | None = None
+             ) -> VersionInfo:
     return index.reserve_version(model, version=version, bump=bump, stem_for=lambda v: f"{model}_v{v}",
-                                 layout="file", meta=meta or {}, lineage={}, actor="tester")
+                                 layout="file", meta=meta or {}, lineage=lineage or {},
+                                 actor="tester")
 
 
 def _register(index: Index, model: str, version: str | None = None, *, data: bytes = b"w",
-              digest: str | None = None, bump: str | None = None, alias: str | None = None
+              digest: str | None = None, bump: str | None = None, alias: str | None = None,
+              meta: dict[str, Any] | None = None, lineage: dict[str, Any] | None = None
               ) -> VersionInfo:
-    info = _reserve(index, model, version, bump=bump)
+    """A ready version with one file; its digest is the manifest's unless ``digest`` is given."""
+    info = _reserve(index, model, version, bump=bump, meta=meta, lineage=lineage)
     files = [_entry(f"{info.stem}.onnx", data)]
+    # A served reader re-hashes the manifest of every version it is sent (_untrusted.py),
+    # so only a true digest can be read back over HTTP.
     return index.complete_version(
-        info.id, files=files, digest=digest or hashlib.sha256(data + info.version.encode()).hexdigest(),
+        info.id, files=files, digest=digest or Manifest(files).digest,
         event_kind="register", event_payload={"files": len(files)}, actor="tester", alias=alias)
 
 
@@ -280,3 +291,329 @@ class TestPostgresIndex(IndexContract):
         idx = SqlIndex(pg_database)
         yield idx
         idx.dispose()
+
+
+# -- the read side: an index that only reads, held to what a writer recorded --------------
+
+
+def _load_live_server() -> Any:
+    """``LiveServer`` of tests/server/conftest.py: uvicorn on loopback in a thread."""
+    import importlib.util
+    import sys
+
+    name = "sentenialx_test_live_server"
+    if name not in sys.modules:
+        path = Path(__file__).parents[1] / "server" / "conftest.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec is not None and spec.loader is not None
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[name] = mod
+        spec.loader.exec_module(mod)
+    return sys.modules[name].LiveServer
+
+
+class ReadPair(NamedTuple):
+    """``writer`` records state; ``reader`` is the index under test, reading that state."""
+
+    writer: SqlIndex
+    reader: Index  # only its read side is asked for (a served index has no other)
+
+
+def _bare(v: VersionInfo) -> VersionInfo:
+    # The row id is the index's own key: a served hub does not send it.
+    return replace(v, id=0)
+
+
+def _sharing_prefix(model: str, a: str, b: str, *, digits: int = 6) -> tuple[bytes, bytes]:
+    """File bytes for versions ``a`` and ``b`` of ``model`` (as ``_register`` lays them out)
+    whose manifest digests share their first ``digits`` hex digits (6: the shortest digest
+    ref). A birthday search: about 3,000 tries each for 6 digits."""
+    seen: dict[str, dict[str, bytes]] = {a: {}, b: {}}
+    for i in range(1_000_000):
+        data = b"w%d" % i
+        for mine, other in ((a, b), (b, a)):
+            stem = f"{model}_v{mine}"
+            key = Manifest([_entry(f"{stem}.onnx", data)]).digest[:digits]
+            if key in seen[other]:
+                return (data, seen[other][key]) if mine == a else (seen[other][key], data)
+            seen[mine][key] = data
+    raise AssertionError("no shared prefix found")
+
+
+READS = ("generation", "state", "get_version", "list_versions", "latest", "by_digest", "models",
+         "all_ready_versions", "list_aliases", "get_alias", "alias_history", "events",
+         "last_event", "head")
+
+
+class ReadIndexContract:
+    """What every index answers about state a writer recorded; subclasses provide ``pair``.
+
+    The writer is always a :class:`SqlIndex`; the reader is the same index, or another
+    view of its database (a served hub over HTTP). Only the read side of
+    :class:`~sentenialx.hub.index.base.Index` is asked of the reader.
+    """
+
+    @pytest.fixture
+    def pair(self) -> Iterator[ReadPair]:
+        raise NotImplementedError("a backend subclass provides the writer and the reader")
+
+    def test_offers_the_read_side(self, pair: ReadPair) -> None:
+        _, reader = pair
+        assert isinstance(reader.url, str) and reader.url
+        missing = [m for m in READS if not callable(getattr(reader, m, None))]
+        assert missing == []
+
+    def test_an_empty_index_reads_empty(self, pair: ReadPair) -> None:
+        writer, reader = pair
+        assert reader.models() == [] and reader.list_aliases() == []
+        assert reader.all_ready_versions() == []
+        assert reader.events() == [] and reader.head() == (0, GENESIS)
+        assert reader.state()["generation"] == reader.generation() == writer.generation()
+        for read in (lambda: reader.latest("distill"), lambda: reader.list_versions("distill"),
+                     lambda: reader.get_version("distill", "1.0.0"),
+                     lambda: reader.get_alias("distill", "production")):
+            with pytest.raises(NotFound):
+                read()
+
+    def test_latest_follows_semver_and_skips_revoked(self, pair: ReadPair) -> None:
+        writer, reader = pair
+        for v in ("1.9.0", "1.10.0", "1.10.1-rc.1", "1.2.0"):
+            _register(writer, "distill", v)
+        assert reader.latest("distill").version == "1.10.1-rc.1"
+        writer.set_revoked("distill", "1.10.1-rc.1", revoked=True, reason="bad", actor="tester")
+        assert reader.latest("distill").version == "1.10.0"
+        writer.set_revoked("distill", "1.10.0", revoked=True, reason="worse", actor="tester")
+        assert reader.latest("distill").version == "1.9.0"
+        writer.set_revoked("distill", "1.10.1-rc.1", revoked=False, reason=None, actor="tester")
+        assert reader.latest("distill").version == "1.10.1-rc.1"
+        for v in ("1.2.0", "1.9.0", "1.10.1-rc.1"):
+            writer.set_revoked("distill", v, revoked=True, reason="all", actor="tester")
+        with pytest.raises(NotFound):
+            reader.latest("distill")
+        with pytest.raises(NotFound):
+            reader.latest("encoder")
+
+    def test_list_versions_order_and_content(self, pair: ReadPair) -> None:
+        writer, reader = pair
+        for i, v in enumerate(("1.10.0", "1.2.0", "2.0.0-rc.1", "1.9.0")):
+            _register(writer, "distill", v, data=b"x" * (i + 1),
+                      meta={"metrics": {"accuracy": 0.9 + i / 100}},
+                      lineage={"parents": [{"role": "teacher", "model": "teacher",
+                                            "version": "1.0.0"}]})
+        _register(writer, "encoder", "1.0.0")
+        writer.set_revoked("distill", "1.9.0", revoked=True, reason="leaked", actor="tester")
+        _reserve(writer, "distill", "3.0.0")  # pending: no reader sees it
+        full = reader.list_versions("distill", with_files=True)
+        assert [v.version for v in full] == ["1.2.0", "1.9.0", "1.10.0", "2.0.0-rc.1"]
+        assert [_bare(v) for v in full] == [
+            _bare(v) for v in writer.list_versions("distill", with_files=True)]
+        assert [f.size for v in full for f in v.files] == [2, 4, 1, 3]
+        assert full[1].revoked and full[1].revoke_reason == "leaked"
+        assert full[0].meta == {"metrics": {"accuracy": 0.91}}
+        assert full[0].lineage["parents"][0]["model"] == "teacher"
+        live = reader.list_versions("distill", include_revoked=False)
+        assert [v.version for v in live] == ["1.2.0", "1.10.0", "2.0.0-rc.1"]
+        assert [v.digest for v in reader.list_versions("distill")] == [v.digest for v in full]
+        assert sorted(v.ref for v in reader.all_ready_versions()) == sorted(
+            v.ref for v in writer.all_ready_versions())
+        with pytest.raises(NotFound):
+            reader.list_versions("teacher")
+
+    def test_get_version(self, pair: ReadPair) -> None:
+        writer, reader = pair
+        done = _register(writer, "distill", "1.0.0", data=b"abc", meta={"framework": "onnx"})
+        writer.set_revoked("distill", "1.0.0", revoked=True, reason="bad", actor="tester")
+        pending = _reserve(writer, "distill", "1.1.0")
+        got = reader.get_version("distill", "1.0.0")
+        assert _bare(got) == _bare(writer.get_version("distill", "1.0.0"))
+        assert got.files == done.files and got.digest == done.digest
+        assert got.revoked and got.revoke_reason == "bad" and got.meta == {"framework": "onnx"}
+        with pytest.raises(NotFound):
+            reader.get_version("distill", pending.version)  # pending is not a version yet
+        with pytest.raises(NotFound):
+            reader.get_version("distill", "9.9.9")
+        with pytest.raises(NotFound):
+            reader.get_version("encoder", "1.0.0")
+
+    def test_by_digest_prefix(self, pair: ReadPair) -> None:
+        writer, reader = pair
+        data_a, data_b = _sharing_prefix("distill", "1.0.0", "1.0.1")
+        a = _register(writer, "distill", "1.0.0", data=data_a)
+        b = _register(writer, "distill", "1.0.1", data=data_b)
+        assert a.digest and b.digest and a.digest[:6] == b.digest[:6] and a.digest != b.digest
+        unique = next(a.digest[:n] for n in range(7, 65) if a.digest[:n] != b.digest[:n])
+        assert _bare(reader.by_digest("distill", unique)) == _bare(writer.get_version(
+            "distill", "1.0.0"))
+        assert reader.by_digest("distill", b.digest).version == "1.0.1"
+        writer.set_revoked("distill", "1.0.1", revoked=True, reason="bad", actor="tester")
+        assert reader.by_digest("distill", b.digest).revoked  # a digest names even a revoked one
+        with pytest.raises(InvalidInput):
+            reader.by_digest("distill", a.digest[:6])
+        absent = next(p for p in ("000000", "ffffff") if not a.digest.startswith(p)
+                      and not b.digest.startswith(p))
+        with pytest.raises(NotFound):
+            reader.by_digest("distill", absent)
+        with pytest.raises(NotFound):
+            reader.by_digest("encoder", a.digest)
+
+    def test_models_summarises_every_model(self, pair: ReadPair) -> None:
+        writer, reader = pair
+        _register(writer, "distill")
+        _register(writer, "distill", alias="production")
+        _register(writer, "distill", bump="minor", alias="staging")
+        writer.set_revoked("distill", "1.1.0", revoked=True, reason="bad", actor="tester")
+        _register(writer, "encoder")
+        writer.set_revoked("encoder", "1.0.0", revoked=True, reason="bad", actor="tester")
+        models = reader.models()
+        assert models == writer.models()
+        assert models == [
+            {"model": "distill", "versions": 3, "latest": "1.0.1",
+             "aliases": {"production": "1.0.1", "staging": "1.1.0"}},
+            {"model": "encoder", "versions": 1, "latest": None, "aliases": {}}]
+
+    def test_aliases(self, pair: ReadPair) -> None:
+        writer, reader = pair
+        _register(writer, "distill", alias="staging")
+        _register(writer, "distill", alias="production")
+        _register(writer, "encoder", alias="staging")
+        writer.set_alias("distill", "staging", "1.0.1", expect="1.0.0", actor="mover")
+
+        def key(a: AliasInfo) -> tuple[str, str]:
+            return (a.model, a.alias)
+
+        assert sorted(reader.list_aliases(), key=key) == sorted(writer.list_aliases(), key=key)
+        assert {(a.model, a.alias, a.version) for a in reader.list_aliases()} == {
+            ("distill", "production", "1.0.1"), ("distill", "staging", "1.0.1"),
+            ("encoder", "staging", "1.0.0")}
+        assert sorted(reader.list_aliases("encoder"), key=key) == writer.list_aliases("encoder")
+        got = reader.get_alias("distill", "staging")
+        assert got == writer.get_alias("distill", "staging") and got.updated_by == "mover"
+        writer.remove_alias("distill", "staging", expect=None, actor="tester")
+        with pytest.raises(NotFound):
+            reader.get_alias("distill", "staging")
+        with pytest.raises(NotFound):
+            reader.get_alias("teacher", "staging")
+        assert reader.get_alias("encoder", "staging").version == "1.0.0"
+
+    def test_alias_history(self, pair: ReadPair) -> None:
+        writer, reader = pair
+        _register(writer, "distill", alias="staging")
+        _register(writer, "distill")
+        writer.set_alias("distill", "production", "1.0.0", expect="", actor="tester")
+        writer.set_alias("distill", "production", "1.0.1", expect="1.0.0", actor="tester")
+        writer.set_alias("distill", "staging", "1.0.1", expect=None, actor="tester")
+        writer.remove_alias("distill", "production", expect=None, actor="tester")
+        moves = reader.alias_history("distill")
+        assert moves == writer.alias_history("distill")
+        assert [m.id for m in moves] == sorted(m.id for m in moves)
+        prod = reader.alias_history("distill", "production")
+        assert prod == writer.alias_history("distill", "production")
+        assert [(m.version, m.previous) for m in prod] == [
+            ("1.0.0", None), ("1.0.1", "1.0.0"), (None, "1.0.1")]
+        assert reader.alias_history("distill", "canary") == []
+
+    def test_events_are_the_writers_chain(self, pair: ReadPair) -> None:
+        writer, reader = pair
+        _register(writer, "distill")
+        _register(writer, "encoder", alias="staging")
+        writer.set_revoked("distill", "1.0.0", revoked=True, reason="bad", actor="tester")
+        _register(writer, "distill")
+        writer.delete_version("distill", "1.0.0", actor="tester")
+        writer.append_event("sign", "encoder", "1.0.0", actor="tester", payload={"key": "k1"})
+        events = reader.events()
+        assert events == writer.events() and len(events) >= 6
+        assert [e.hash for e in events] == [e.hash for e in writer.events()]
+        assert verify_chain(events).ok
+        assert reader.head() == writer.head() == (events[-1].seq, events[-1].hash)
+        assert reader.events(model="encoder") == writer.events(model="encoder")
+        assert {e.model for e in reader.events(model="encoder")} == {"encoder"}
+        assert reader.events(limit=2) == events[-2:]
+        assert reader.last_event("sign") == events[-1]
+        assert reader.last_event("delete", model="distill") == writer.last_event(
+            "delete", model="distill")
+        assert reader.last_event("sign", model="distill") is None
+
+    def test_generation_grows_with_writes_and_not_with_reads(self, pair: ReadPair) -> None:
+        writer, reader = pair
+        g0 = reader.generation()
+        _register(writer, "distill", alias="production")
+        g1 = reader.generation()
+        assert g1 > g0 and g1 == writer.generation()
+        reader.get_version("distill", "1.0.0")
+        reader.latest("distill")
+        reader.list_versions("distill")
+        reader.models()
+        reader.list_aliases()
+        reader.alias_history("distill")
+        reader.events()
+        reader.head()
+        assert reader.generation() == g1 == reader.state()["generation"]
+        writer.set_alias("distill", "staging", "1.0.0", expect=None, actor="tester")
+        assert reader.generation() > g1
+
+    def test_deleted_versions_are_gone(self, pair: ReadPair) -> None:
+        writer, reader = pair
+        _register(writer, "distill", data=b"gone", alias="production")
+        kept = _register(writer, "distill", data=b"kept")
+        assert reader.latest("distill").version == "1.0.1"
+        writer.remove_alias("distill", "production", expect=None, actor="tester")
+        writer.delete_version("distill", "1.0.1", actor="tester")
+        with pytest.raises(NotFound):
+            reader.get_version("distill", "1.0.1")
+        assert kept.digest is not None
+        with pytest.raises(NotFound):
+            reader.by_digest("distill", kept.digest)
+        assert [v.version for v in reader.list_versions("distill")] == ["1.0.0"]
+        assert reader.latest("distill").version == "1.0.0"
+        writer.delete_version("distill", "1.0.0", actor="tester")
+        with pytest.raises(NotFound):
+            reader.list_versions("distill")
+        assert reader.models() == []
+
+
+class TestSqliteReadIndex(ReadIndexContract):
+    @pytest.fixture
+    def pair(self, tmp_path: Path) -> Iterator[ReadPair]:
+        idx = SqlIndex(f"sqlite:///{tmp_path / 'registry.db'}")
+        yield ReadPair(idx, idx)
+        idx.dispose()
+
+
+@pytest.mark.postgres
+class TestPostgresReadIndex(ReadIndexContract):
+    @pytest.fixture
+    def pair(self, pg_database: str) -> Iterator[ReadPair]:
+        idx = SqlIndex(pg_database)
+        yield ReadPair(idx, idx)
+        idx.dispose()
+
+
+class TestServedReadIndex(ReadIndexContract):
+    """The reader is the :class:`~sentenialx.hub.transport.http.HttpIndex` of a real server.
+
+    uvicorn serves, on loopback, a Hub whose index is the writer's SQLite file. Freshness:
+    an online HttpIndex sends a request for every read and remembers the answer only for
+    when the server is unreachable; generation and state are never remembered. The
+    server's Hub caches resolved refs per generation, which every write bumps. So one
+    reader per test sees each write.
+    """
+
+    @pytest.fixture
+    def pair(self, tmp_path: Path) -> Iterator[ReadPair]:
+        from sentenialx.hub.hub import Hub
+        from sentenialx.hub.server import create_app
+
+        root = tmp_path / "hub"
+        root.mkdir()
+        writer = SqlIndex(f"sqlite:///{root / 'registry.db'}")
+        hub = Hub(root)
+        secret, _ = hub.tokens.create("reader", scope="read")
+        server = _load_live_server()(create_app(hub)).start()
+        served = Hub.served(server.url, token=secret, cache_dir=tmp_path / "cache")
+        try:
+            yield ReadPair(writer, served.core.index)
+        finally:
+            served.close()
+            server.stop()
+            hub.close()
+            writer.dispose()

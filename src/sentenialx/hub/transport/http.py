@@ -70,7 +70,7 @@ from sentenialx.hub.errors import (
     NotFound,
     StoreUnavailable,
 )
-from sentenialx.hub.events import ChainReport, Event, verify_chain
+from sentenialx.hub.events import GENESIS, ChainReport, Event, verify_chain
 from sentenialx.hub.hashing import Progress, hash_file
 from sentenialx.hub.manifest import FileEntry
 from sentenialx.hub.refs import parse_ref, validate_name, validate_relpath
@@ -380,7 +380,8 @@ class HttpIndex:
         """The version of ``model`` whose digest starts with ``prefix``.
 
         Raises:
-            NotFound: none, or the prefix is ambiguous.
+            NotFound: no version's digest starts with ``prefix``.
+            InvalidInput: the prefix is shorter than 6 digits or names several versions.
         """
         validate_name(model)
         return self.resolve(f"{model}@sha256:{prefix}", include_revoked=True)
@@ -461,7 +462,7 @@ class HttpIndex:
     def head(self) -> tuple[int, str]:
         """``(seq, hash)`` of the newest event the server shows this token."""
         evs = self.events()
-        return (evs[-1].seq, evs[-1].hash) if evs else (0, "0" * 64)
+        return (evs[-1].seq, evs[-1].hash) if evs else (0, GENESIS)
 
     def generation(self) -> int:
         """The served index's change counter (a following pipeline polls it; never cached)."""
