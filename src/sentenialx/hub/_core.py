@@ -65,6 +65,10 @@ class Core:
         # Where the read path materialises a version's files under their own names (a
         # served hub's <cache>/hubs/<host>/files); None keeps them in the blob cache.
         self.files = files
+        # Decided once: a runtime Protocol check costs microseconds, and resolve is the
+        # hot path (a cached answer takes a few).
+        self._served_resolver: ResolvesRefs | None = (
+            index if isinstance(index, ResolvesRefs) else None)
         self._resolved: dict[tuple[str, bool], tuple[int, VersionInfo]] = {}
         self._resolved_gen = -1
 
@@ -90,10 +94,10 @@ class Core:
             InvalidRef: the ref is malformed.
             NotFound: nothing matches, or it is revoked and ``include_revoked`` is False.
         """
-        if isinstance(self.index, ResolvesRefs):
+        if self._served_resolver is not None:
             # A served hub resolves on its server (one request, remembered for offline
             # use); its answer is validated as untrusted input by the index.
-            return self.index.resolve(str(ref), include_revoked=include_revoked)
+            return self._served_resolver.resolve(str(ref), include_revoked=include_revoked)
         key = (str(ref), include_revoked)
         gen = self.index.generation()
         if gen != self._resolved_gen:
