@@ -5,7 +5,7 @@ One ~256 MiB file is registered in a fresh hub; the hub is served by
 ``python -m http.server`` from the hub's folder, in the same run. curl fetches each
 several times to /dev/null; the best and median rates are printed, with the ratio.
 Extra rows: the same download resumed half way (Range), the remote client
-(``RemoteHub.fetch``: download + sha256 + write to its cache, what ``pull`` and
+(``Hub.served(url).fetch``: download + sha256 + write to its cache, what ``pull`` and
 ``path`` do), and its yardstick, ``curl -o FILE && sha256sum FILE``.
 
     .venv/bin/python bench/bench_server.py            # 256 MiB, 5 runs each
@@ -75,8 +75,6 @@ def main() -> int:
         return 2
     sys.path.insert(0, str(HERE.parent / "src"))
     from sentenialx.hub.hub import Hub
-    from sentenialx.hub.remote import RemoteHub
-    from sentenialx.hub.server.auth import create_token
 
     work = Path(tempfile.mkdtemp(prefix="sentenialx-bench-server-"))
     procs: list[subprocess.Popen[bytes]] = []
@@ -90,7 +88,7 @@ def main() -> int:
         hub = Hub(work / "hub")
         info = hub.register("bench", src)
         entry = hub.weights_entry(info)
-        secret, _ = create_token(hub, "bench", scope="read")
+        secret, _ = hub.tokens.create("bench", scope="read")
         hub.close()
         auth = [f"Authorization: Bearer {secret}"]
 
@@ -124,7 +122,7 @@ def main() -> int:
         client = []
         for i in range(max(2, args.runs // 2)):
             cache = work / f"cache{i}"
-            remote = RemoteHub(f"http://127.0.0.1:{port}", token=secret, cache_dir=cache)
+            remote = Hub.served(f"http://127.0.0.1:{port}", token=secret, cache_dir=cache)
             rinfo = remote.resolve(f"bench@{info.version}")
             t = time.perf_counter()
             p = remote.fetch(rinfo, entry)
@@ -147,7 +145,7 @@ def main() -> int:
             ("python -m http.server, curl", theirs),
             ("sentenialx serve, curl", ours),
             ("sentenialx serve, curl, Range from 50%", resumed),
-            ("sentenialx serve, RemoteHub.fetch (+sha256, cache)", client),
+            ("sentenialx serve, Hub.served().fetch (+sha256, cache)", client),
             ("sentenialx serve, curl -o FILE && sha256sum FILE", naive),
         ]
         base = statistics.median(theirs)
