@@ -71,10 +71,9 @@ def target(tmp_path: Path) -> Iterator[Target]:
     from starlette.testclient import TestClient
 
     from sentenialx.hub.server import create_app
-    from sentenialx.hub.server.auth import create_token
 
     hub = build_sample(tmp_path / "hub", tmp_path / "inputs")
-    secret, _ = create_token(hub, "fuzzer", scope="write")
+    secret, _ = hub.tokens.create("fuzzer", scope="write")
     app = create_app(hub, max_upload_bytes=MAX_UPLOAD)
     statuses: Counter[int] = Counter()
     try:
