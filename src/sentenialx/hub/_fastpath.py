@@ -12,8 +12,6 @@ CLI answers instead, with its proper checks and error messages.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import sqlite3
 from pathlib import Path
@@ -89,12 +87,16 @@ def fast_path(args: list[str]) -> str | None:
 
 def _trust_is_off(conn: sqlite3.Connection, root: Path, model: str, version: str) -> bool:
     """True when the policy in force needs no signature for this version."""
-    from sentenialx.hub.trust import DEFAULT_POLICY, TrustStore
+    from sentenialx.hub._policy import DEFAULT_POLICY, policy_mode
 
     row = conn.execute("SELECT payload FROM events WHERE kind='trust' ORDER BY seq DESC"
                        " LIMIT 1").fetchone()
     policy_file = root / "trust" / "policy.json"
     if policy_file.exists():
+        # Imported here: the common cold case (no policy file) pays for neither.
+        import hashlib
+        import json
+
         data = policy_file.read_bytes()
         # Only the policy the history recorded counts; any other is the full CLI's to refuse.
         if row is None or json.loads(row[0]).get("policy_sha256") != hashlib.sha256(data).hexdigest():
@@ -106,7 +108,7 @@ def _trust_is_off(conn: sqlite3.Connection, root: Path, model: str, version: str
         policy = DEFAULT_POLICY
     aliases = [r[0] for r in conn.execute("SELECT alias FROM aliases WHERE model=? AND version=?",
                                           (model, version))]
-    mode, _why = TrustStore(root / "trust", policy=policy).mode_for(model, aliases)
+    mode, _why = policy_mode(policy, model, aliases)
     return mode == "off"
 
 

@@ -19,28 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sentenialx.hub._policy import DEFAULT_POLICY, MODES, policy_mode
 from sentenialx.hub.errors import InvalidInput, NotFound, SignatureError
-
-MODES = ("enforce", "warn", "off")
-DEFAULT_POLICY: dict[str, Any] = {
-    "schema": "sentenialx.trust/v1",
-    "keys": {},
-    # Versions an alias in this map points at need a signature, checked in this mode.
-    "aliases": {"production": "enforce"},
-    # Models every version of which needs a signature (model name pattern -> mode).
-    "models": {},
-    # Mode for everything else.
-    "default": "off",
-    "gates": {
-        "production": {
-            "min": {"accuracy": 0.95},
-            "max": {"latency_p95_ms": 50.0},
-            "not_above_current": ["false_positive_rate"],
-            "signature": True,
-            "provenance": True,
-        }
-    },
-}
 
 
 def user_trust_dir() -> Path:
@@ -206,16 +186,7 @@ class TrustStore:
     # -- modes --------------------------------------------------------------------------
     def mode_for(self, model: str, aliases_of_version: list[str]) -> tuple[str, str]:
         """The check mode for a version and why (``enforce``/``warn``/``off``)."""
-        strict = {"enforce": 2, "warn": 1, "off": 0}
-        best, why = self.policy.get("default", "off"), "default"
-        for alias in aliases_of_version:
-            m = self.policy.get("aliases", {}).get(alias)
-            if m and strict[m] > strict[best]:
-                best, why = m, f"alias {alias}"
-        for pattern, m in self.policy.get("models", {}).items():
-            if fnmatch.fnmatchcase(model, pattern) and strict[m] > strict[best]:
-                best, why = m, f"model {pattern}"
-        return best, why
+        return policy_mode(self.policy, model, aliases_of_version)
 
     def set_mode(self, *, alias: str | None = None, model: str | None = None,
                  default: bool = False, mode: str) -> None:

@@ -109,6 +109,7 @@ events = Table(
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
 )
+Index("ix_events_kind_seq", events.c.kind, events.c.seq)
 
 stat_cache = Table(
     "stat_cache",
