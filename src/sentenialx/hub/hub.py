@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, cast
 from sentenialx.hub._core import Core, default_actor, weights_entry
 from sentenialx.hub._lifecycle import Lifecycle
 from sentenialx.hub._maintenance import Maintenance
-from sentenialx.hub._read import Reader
+from sentenialx.hub._read import Opener, Reader
 from sentenialx.hub._register import Registrar
 from sentenialx.hub._seed import SeedImport
 from sentenialx.hub._tokens import Tokens
@@ -543,6 +543,17 @@ class Hub:
             SignatureError: the trust policy requires a signature this version lacks.
         """
         return self._reader.load(ref, file=file, include_revoked=include_revoked, trust=trust)
+
+    def byte_source(self, info: VersionInfo, entry: FileEntry) -> tuple[int, Opener]:
+        """The stored size of one file of a version and an opener for a byte range of it.
+
+        The bytes are as stored, not verified: this is what a server streams to clients,
+        which verify them against the manifest they are also sent.
+
+        Raises:
+            NotFound: the file is missing from the store.
+        """
+        return self._reader.byte_source(info, entry)
 
     def diff(self, a: str, b: str) -> dict[str, Any]:
         """Compare two versions: files added, removed, changed; metadata and metrics.

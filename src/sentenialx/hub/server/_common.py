@@ -26,7 +26,7 @@ from sentenialx.hub.events import Event
 from sentenialx.hub.hub import Hub
 from sentenialx.hub.manifest import FileEntry
 from sentenialx.hub.refs import Ref, Version, parse_ref, validate_name, validate_relpath
-from sentenialx.hub.server._download import file_response, store_opener
+from sentenialx.hub.server._download import file_response
 from sentenialx.hub.values import VersionInfo
 
 COOKIE = "sx_token"
@@ -178,7 +178,7 @@ def stream_entry(request: Request, hub: Hub, info: VersionInfo, entry: FileEntry
         NotFound: the file is missing from the store.
         StoreUnavailable: its size differs from the manifest.
     """
-    size, opener = store_opener(hub.store, f"{info.model}/{entry.path}")
+    size, opener = hub.byte_source(info, entry)
     return file_response(request.headers, entry, size=size, opener=opener,
                          filename=Path(entry.path).name, content_type=content_type,
                          inline=inline)

@@ -10,7 +10,6 @@ can never splice two different files together.
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Callable, Mapping
 from typing import IO, Any
@@ -20,7 +19,7 @@ import anyio
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from sentenialx.hub.errors import NotFound, StoreUnavailable
+from sentenialx.hub.errors import StoreUnavailable
 from sentenialx.hub.manifest import FileEntry
 
 CHUNK = 1024 * 1024
@@ -75,48 +74,6 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None | str:
 
 Opener = Callable[[int, int], IO[bytes]]
 """``opener(start, end_inclusive)`` gives a readable object positioned at ``start``."""
-
-
-def store_opener(store: Any, key: str) -> tuple[int, Opener]:
-    """Size and opener for a stored object: a plain file when the store is local.
-
-    Raises:
-        NotFound: the object is missing from the store.
-    """
-    local = store.local_path(key)
-    if local is not None:
-        try:
-            size = os.stat(local).st_size
-        except FileNotFoundError:
-            raise NotFound(f"{key} is missing from the store; run `sentenialx models fsck`",
-                           what="file") from None
-
-        def open_local(start: int, _end: int) -> IO[bytes]:
-            f = open(local, "rb")  # noqa: SIM115 - FileStream closes it
-            if start:
-                f.seek(start)
-            return f
-
-        return size, open_local
-    st = store.stat(key)
-    if st is None:
-        raise NotFound(f"{key} is missing from the store; run `sentenialx models fsck`",
-                       what="file")
-
-    def open_remote(start: int, end: int) -> IO[bytes]:
-        try:
-            f: IO[bytes] = store.open_read(key, start=start, end=end)
-        except TypeError:  # a store without ranged reads: skip to the start
-            f = store.open_read(key)
-            left = start
-            while left > 0:
-                got = f.read(min(CHUNK, left))
-                if not got:
-                    break
-                left -= len(got)
-        return f
-
-    return int(st.size), open_remote
 
 
 class FileStream(Response):
