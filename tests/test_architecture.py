@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pkgutil
+import re
 import subprocess
 import sys
 import tomllib
@@ -120,3 +121,23 @@ def test_the_lazy_public_names_are_also_imported_for_type_checkers() -> None:
     assert checked == lazy
     assert set(lazy) <= set(pkg.__all__)
     assert pkg.Hub.__name__ == "Hub"
+
+
+FRONT_END_SOURCES = ("sentenialx/hub/server", "sentenialx/hub/cli", "sentenialx/pipeline",
+                     "sentenialx/models", "sentenialx/orchestrator", "sentenialx/demo.py",
+                     "sentenialx/cli.py")
+_REACH_PAST = re.compile(r"\b(?:hub|self\.hub|src|dst|source|dest)\.(?:index|store|core|local|cache)\b")
+
+
+def test_front_ends_never_reach_past_the_facade() -> None:
+    # Import contracts cannot see attribute access: a front end holding a Hub could still
+    # read hub.index or hub.store and bypass the rules. Every such read is a facade verb.
+    hits = []
+    for rel in FRONT_END_SOURCES:
+        base = SRC / rel
+        for path in ([base] if base.is_file() else sorted(base.rglob("*.py"))):
+            for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+                if _REACH_PAST.search(line.split("#", 1)[0]):
+                    hits.append(f"{path.relative_to(SRC)}:{n}: {line.strip()}")
+    assert not hits, "front ends reaching past the Hub:\n" + "\n".join(hits)
+    assert _REACH_PAST.search("x = hub.store.open_read(k)")  # the pattern itself catches one
