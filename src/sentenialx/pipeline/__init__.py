@@ -134,9 +134,8 @@ class ThreatClassifier:
                         wanted["lora"].digest if wanted["lora"] else None) == (
                         cur.encoder.digest, cur.classifier.digest,
                         cur.lora.digest if cur.lora else None):
-                    # Test-suite fix: the refs name what is served again (e.g. an alias
-                    # moved back off a broken release), so no failure is pending; a stale
-                    # last_error used to linger here until the next successful swap.
+                    # The refs name what is served again (e.g. an alias moved back off a
+                    # broken release), so no failure is pending: last_error is cleared.
                     self.last_error = None
                     self._recheck_trust(cur)
                     return False

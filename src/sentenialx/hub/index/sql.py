@@ -700,10 +700,9 @@ class SqlIndex:
         if not rows:
             return
         if self.dialect == "postgresql":
-            # Scale-suite fix: without the write lock, two processes verifying the same files
-            # at once both deleted (nothing) and inserted the same path, and the second died
-            # with a UniqueViolation. Upsert instead; one row per path, in path order, so
-            # concurrent upserts take their row locks in the same order (no deadlock).
+            # Two processes verifying the same files at once must not collide on a path:
+            # upsert, one row per path, in path order, so concurrent upserts take their row
+            # locks in the same order (no deadlock).
             from sqlalchemy.dialects.postgresql import insert as pg_insert
 
             latest = {r[0]: r for r in rows}
