@@ -91,13 +91,17 @@ def version_keys(info: VersionInfo) -> list[str]:
 
 
 def check_not_sidecar(relpath: str) -> None:
-    """Refuse a stored file whose name the hub's own sidecars could take.
+    """Refuse a file whose suffix is one the hub gives its own sidecars (``.sha256``, ``.sig``).
+
+    A single-file version's weights keep their suffix after the stem, so weights named
+    ``x.sig`` would be stored as ``<stem>.sig``, the signature's own name. (A name equal
+    to ``<stem>_meta.json`` is refused once the stem is known: ``bounds.check_sidecars``.)
 
     Raises:
-        InvalidName: the name ends in ``.sha256``, ``.sig`` or ``_meta.json``.
+        InvalidName: the name ends in ``.sha256`` or ``.sig``.
     """
     name = relpath.rsplit("/", 1)[-1]
-    for suffix in SIDECAR_SUFFIXES:
+    for suffix in SIDECAR_SUFFIXES[:2]:
         if name.lower().endswith(suffix):
             raise InvalidName(f"file name {name!r} ends in {suffix!r}, which the hub keeps for its"
                               " own sidecars; rename it")
