@@ -45,7 +45,7 @@ def test_signatures_are_the_seeds() -> None:
         "register_artifact")}
     assert params == {"load_registry": [], "save_registry": ["data"],
                       "get_artifact_path": ["model_type"], "verify_artifact": ["model_type"],
-                      "register_artifact": ["model_type", "file_path", "version"]}
+                      "register_artifact": ["model_type", "file_path", "version", "metadata"]}
 
 
 def test_default_hub_location(tmp_path, monkeypatch) -> None:
@@ -67,15 +67,15 @@ def test_register_get_verify(default_hub, sample_file, registry_ok) -> None:
     assert reg["distill"]["hash"] == hashlib.sha256(src.read_bytes()).hexdigest()
     assert reg == load_registry()
     path = get_artifact_path("distill")
-    assert isinstance(path, str) and os.path.isabs(path)
-    assert Path(path) == default_hub / "distill" / "threat_student_v1.2.0.onnx"
-    assert Path(path).read_bytes() == src.read_bytes()
+    assert isinstance(path, Path) and path.is_absolute() and path.exists()
+    assert path == default_hub / "distill" / "threat_student_v1.2.0.onnx"
+    assert path.read_bytes() == src.read_bytes()
     assert verify_artifact("distill") is True
     # A newer version becomes what the seed's readers see; an older one does not.
     register_artifact("distill", sample_file(10, seed=2, name="threat_student.onnx"), "1.3.0")
     register_artifact("distill", sample_file(10, seed=3, name="threat_student.onnx"), "1.0.0")
     assert load_registry()["distill"]["version"] == "1.3.0"
-    assert get_artifact_path("distill").endswith("threat_student_v1.3.0.onnx")
+    assert get_artifact_path("distill").name == "threat_student_v1.3.0.onnx"
     with Hub.open() as h:
         registry_ok(h)
         assert h.fsck().ok
@@ -86,10 +86,18 @@ def test_register_artifact_errors_are_value_errors(default_hub, sample_file, sna
     before = snap(default_hub, snapshot)
     for args in (("distill", sample_file(10, seed=1), "1.0.0"),
                  ("distill", sample_file(10, seed=1), "one"),
-                 ("bad/name", sample_file(10, seed=1), "1.0.0"),
-                 ("distill", default_hub / "missing.onnx", "2.0.0")):
+                 ("bad/name", sample_file(10, seed=1), "1.0.0")):
         with pytest.raises(ValueError):
             register_artifact(*args)
+    with pytest.raises(ValueError, match="metric"):
+        register_artifact("distill", sample_file(10, seed=1), "2.0.0",
+                          metadata={"metrics": {"accuracy": "high"}})
+    with pytest.raises(ValueError):
+        register_artifact("distill", sample_file(10, seed=1), "2.0.0",
+                          metadata={"accuracy": float("nan")})
+    # As the seed: a missing file is FileNotFoundError.
+    with pytest.raises(FileNotFoundError, match="missing.onnx"):
+        register_artifact("distill", default_hub / "missing.onnx", "2.0.0")
     assert snap(default_hub, snapshot) == before
 
 
@@ -107,7 +115,7 @@ def test_verify_artifact_is_a_bool(default_hub, sample_file) -> None:
     assert verify_artifact("../etc") is False
     register_artifact("distill", sample_file(100), "1.0.0")
     assert verify_artifact("distill") is True
-    p = Path(get_artifact_path("distill"))
+    p = get_artifact_path("distill")
     st = p.stat()
     os.chmod(p, 0o644)
     with open(p, "r+b") as f:

@@ -1,35 +1,58 @@
 """The seed's five functions, with their signatures, over the default hub.
 
-``models/artifacts`` (or ``$SENTENIALX_HUB``) is the hub; ``registry.json`` is a
-view of its index that these functions read and, through :func:`save_registry`,
-ask the hub to adopt changes into.
+``models/artifacts`` (or ``$SENTENIALX_HUB``) is the hub. The registry these
+functions hand out is the index's view in the seed's shape (``registry.json`` is the
+same view on disk); :func:`save_registry` asks the hub to adopt changes into it.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from sentenialx.hub.errors import HubError, InvalidInput, NotFound
 
 
-def _hub() -> Any:
+@contextmanager
+def _hub() -> Iterator[Any]:
     from sentenialx.hub.hub import Hub
 
-    return Hub.open()
+    with Hub.open() as hub:
+        yield hub
+
+
+def _with_metadata(hub: Any, view: dict[str, Any]) -> dict[str, Any]:
+    # The seed kept each registration's metadata in its registry entry; the hub keeps
+    # it as the version's metadata (with the detected "format" beside it).
+    out: dict[str, Any] = {}
+    for model, entry in view.items():
+        info = hub.resolve(f"{model}@{entry['version']}", include_revoked=True)
+        out[model] = {**entry, "metadata": dict(info.meta)}
+    return out
 
 
 def load_registry() -> dict[str, Any]:
-    """Read registry.json: ``{model: {"version", "file", "hash", "updated", ...}}``."""
-    hub = _hub()
-    try:
-        data: dict[str, Any] = json.loads((hub.root / "registry.json").read_text())
-        return data
-    except (OSError, ValueError):
-        hub.write_registry_json()
-        return dict(hub.registry_view())
+    """Load the master registry: ``{model: {"version", "file", "hash", "updated", "metadata", ...}}``.
+
+    The latest version of each model, read from the hub's index (the truth), so it
+    never lags a registration; ``file`` is relative to the hub folder, ``hash`` the
+    weights' sha256. An empty hub is ``{}``. A missing or unreadable registry.json is
+    rewritten on the way, best-effort.
+    """
+    with _hub() as hub:
+        view = dict(hub.registry_view())
+        try:
+            json.loads((hub.root / "registry.json").read_text())
+        except (OSError, ValueError):
+            try:
+                hub.write_registry_json()
+            except (OSError, HubError):
+                pass  # registry.json is a view; the index answered already
+        return _with_metadata(hub, view)
 
 
 def save_registry(data: dict[str, Any]) -> None:
@@ -44,7 +67,11 @@ def save_registry(data: dict[str, Any]) -> None:
     Raises:
         ValueError: the change cannot be adopted; the message says why.
     """
-    hub = _hub()
+    with _hub() as hub:
+        _adopt(hub, data)
+
+
+def _adopt(hub: Any, data: dict[str, Any]) -> None:
     if not isinstance(data, dict):
         raise ValueError("save_registry expects a dict of model -> entry")
     current = hub.registry_view()
@@ -87,41 +114,56 @@ def save_registry(data: dict[str, Any]) -> None:
             raise ValueError(f"save_registry: {model}@{version}: {exc}") from None
 
 
-def get_artifact_path(model_type: str) -> str:
-    """Absolute path of the latest version's weights file of ``model_type``.
+def get_artifact_path(model_type: str) -> Path:
+    """Get the path to the latest version's weights file (or folder) of ``model_type``.
+
+    The hub checks the bytes against the manifest before it hands the path out.
 
     Raises:
-        ValueError: unknown model type (or a malformed name).
+        ValueError: no artifact entry for ``model_type`` (or a malformed name).
+        IntegrityError: the weights no longer match their manifest.
     """
-    try:
-        return str(_hub().path(model_type))
-    except (NotFound, InvalidInput) as exc:
-        raise ValueError(f"unknown model type {model_type!r}: {exc}") from None
+    with _hub() as hub:
+        try:
+            return Path(hub.path(model_type))
+        except (NotFound, InvalidInput) as exc:
+            raise ValueError(f"unknown model type {model_type!r}: {exc}") from None
 
 
 def verify_artifact(model_type: str) -> bool:
-    """True when every file of the latest version of ``model_type`` matches its manifest.
+    """Verify artifact integrity: True when the latest version's bytes match their hashes.
 
-    Re-hashes the bytes (deep). An unknown model type is not verified: False.
+    Re-hashes every file of the version (deep). A model type with no entry, or whose
+    weights are missing or changed, is not verified: False.
     """
-    hub = _hub()
-    try:
-        rep = hub.verify(model_type, deep=True)
-    except (NotFound, InvalidInput):
-        return False
-    return bool(rep.ok)
+    with _hub() as hub:
+        try:
+            rep = hub.verify(model_type, deep=True)
+        except (NotFound, InvalidInput):
+            return False
+        return bool(rep.ok)
 
 
-def register_artifact(model_type: str, file_path: str | os.PathLike[str],
-                      version: str) -> dict[str, Any]:
-    """Copy ``file_path`` into the hub as ``model_type@version``; return the registry dict.
+def register_artifact(model_type: str, file_path: str | os.PathLike[str], version: str,
+                      metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Register a new artifact: ``file_path`` becomes ``model_type@version``.
+
+    The bytes are copied into the hub; ``metadata`` (metrics, params, framework,
+    anything JSON) becomes the version's metadata, within the hub's bounds.
+    ``metadata`` stays positional as in the seed, whose trainers pass it fourth.
+
+    Returns:
+        The registry after the registration, as :func:`load_registry` returns it.
 
     Raises:
-        ValueError: bad name, version, missing file, or the version exists.
+        FileNotFoundError: ``file_path`` does not exist.
+        ValueError: a bad name, version or metadata, or the version exists.
     """
-    hub = _hub()
-    try:
-        hub.register(model_type, file_path, version=version)
-    except HubError as exc:
-        raise ValueError(str(exc)) from None
-    return dict(hub.registry_view())
+    if not Path(file_path).exists():
+        raise FileNotFoundError(f"File {file_path} not found.")
+    with _hub() as hub:
+        try:
+            hub.register(model_type, file_path, version=version, metadata=metadata)
+        except HubError as exc:
+            raise ValueError(str(exc)) from None
+        return _with_metadata(hub, dict(hub.registry_view()))
