@@ -533,3 +533,186 @@ def test_failed_copy_leaves_nothing_behind(hub, sample_file, snapshot, monkeypat
     assert after["index"]["events"] == before["index"]["events"]
     assert hub.index.pending_versions() == []
     assert hub.fsck().ok
+
+
+# -- commit is the truth: what happens after the completing transaction ------------------------
+def _enospc(*a, **k):  # type: ignore[no-untyped-def]
+    raise OSError(28, "No space left on device", "registry.json")
+
+
+def _db_gone(*a, **k):  # type: ignore[no-untyped-def]
+    from sqlalchemy.exc import OperationalError
+
+    raise OperationalError("INSERT INTO stat_cache ...", {}, Exception(
+        "server closed the connection unexpectedly"))
+
+
+@pytest.mark.parametrize(("target", "fault", "what"), [
+    ("views", _enospc, "registry.json"),
+    ("views", _db_gone, "registry.json"),
+    ("stats", _enospc, "stat cache"),
+    ("stats", _db_gone, "stat cache"),
+    ("stat_cache_put", _db_gone, "stat cache"),
+])
+def test_a_failure_after_the_commit_still_returns_the_version(
+        hub, sample_file, monkeypatch, caplog, registry_ok, target, fault, what) -> None:
+    import logging
+
+    from sentenialx.hub._register import Registrar
+    from sentenialx.hub._views import Views
+    from sentenialx.hub.index.sql import SqlIndex
+
+    first = hub.register("m", sample_file(100))
+    owner, name = {"views": (Views, "write_registry_json"),
+                   "stats": (Registrar, "_remember_stats"),
+                   "stat_cache_put": (SqlIndex, "stat_cache_put")}[target]
+    monkeypatch.setattr(owner, name, fault)
+    with caplog.at_level(logging.WARNING, logger="sentenialx.register"):
+        done = hub.register("m", sample_file(200, seed=1), idempotency_key="k-after-commit")
+    monkeypatch.undo()
+    # The caller is told the truth: the version exists, complete and verifiable.
+    assert done.version == "1.0.1" and done.state == "ready"
+    assert hub.resolve("m").digest == done.digest
+    assert hub.verify("m@1.0.1", deep=True).ok
+    assert hub.index.count_versions() == 2 and not hub.index.pending_versions()
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == 1 and "m@1.0.1 is registered" in warned[0] and what in warned[0]
+    assert ("fsck --repair" in warned[0]) if target == "views" else ("verify" in warned[0])
+    # A retry of the same request (the caller never saw the error, but a cautious one
+    # may retry anyway) returns the same version and stores nothing.
+    assert hub.register("m", sample_file(200, seed=1),
+                        idempotency_key="k-after-commit").id == done.id
+    assert hub.index.count_versions() == 2
+    if target == "views":
+        # registry.json still shows the version before; fsck sees it, the next write mends it.
+        assert json.loads((hub.root / "registry.json").read_text())["m"]["version"] == \
+            first.version
+        assert [p.kind for p in hub.fsck().problems] == ["registry"]
+        hub.register("other", sample_file(10, seed=5))
+    registry_ok(hub)
+    assert json.loads((hub.root / "registry.json").read_text())["m"]["version"] == "1.0.1"
+    assert hub.fsck().ok
+
+
+def test_an_unexpected_error_after_the_commit_is_not_swallowed(hub, sample_file,
+                                                               monkeypatch) -> None:
+    from sentenialx.hub._views import Views
+
+    def bug(*a, **k):  # type: ignore[no-untyped-def]
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(Views, "write_registry_json", bug)
+    with pytest.raises(ZeroDivisionError):
+        hub.register("m", sample_file(100))
+
+
+# -- idempotency keys ---------------------------------------------------------------------------
+def test_a_retry_with_the_same_key_returns_the_first_version(hub, sample_file, tmp_path,
+                                                             snapshot, monkeypatch) -> None:
+    src = sample_file(300)
+    report = sample_file(20, seed=2, name="report.md")
+    first = hub.register("m", src, bump="minor", metadata={"metrics": {"acc": 0.9}},
+                         attachments=[("report", report)], idempotency_key="job-42")
+    before = snapshot(hub)
+    # The same inputs from another folder (as a retried upload is staged) are the same request.
+    again = tmp_path / "elsewhere"
+    again.mkdir()
+    (again / src.name).write_bytes(src.read_bytes())
+    (again / report.name).write_bytes(report.read_bytes())
+    stored: list[str] = []
+    monkeypatch.setattr(hub.store, "put_file", lambda *a, **k: stored.append(a[0]))
+    second = hub.register("m", again / src.name, bump="minor", metadata={"metrics": {"acc": 0.9}},
+                          attachments=[("report", again / report.name)], idempotency_key="job-42")
+    monkeypatch.undo()
+    assert second == first and stored == []
+    after = snapshot(hub)
+    assert after["files"] == before["files"]
+    assert after["index"]["versions"] == before["index"]["versions"]
+    assert after["index"]["events"] == before["index"]["events"]
+    assert hub.index.count_versions() == 1
+    # Without a key, the same call is a new registration, as before.
+    assert first.version == "1.0.0" and hub.register("m", src, bump="minor").version == "1.1.0"
+
+
+@pytest.mark.parametrize("change", ["content", "model", "bump", "metadata", "name"])
+def test_the_same_key_for_another_request_is_a_conflict(hub, sample_file, snapshot,
+                                                        change) -> None:
+    from sentenialx.hub.errors import Conflict
+
+    src = sample_file(300)
+    hub.register("m", src, idempotency_key="job-7")
+    hub.register("n", sample_file(5, seed=9))
+    before = snapshot(hub)
+    kwargs: dict[str, object] = {}
+    model, path = "m", src
+    if change == "content":
+        path = sample_file(300, seed=1)
+    elif change == "model":
+        model = "n"
+    elif change == "bump":
+        kwargs["bump"] = "major"
+    elif change == "metadata":
+        kwargs["metadata"] = {"description": "other"}
+    else:
+        kwargs["name"] = "renamed"
+    with pytest.raises(Conflict) as exc:
+        hub.register(model, path, idempotency_key="job-7", **kwargs)  # type: ignore[arg-type]
+    msg = str(exc.value)
+    assert "\n" not in msg and "'job-7'" in msg and "m@1.0.0" in msg and "nothing was stored" in msg
+    assert snapshot(hub) == before
+
+
+def test_a_concurrent_attempt_with_the_same_key_drops_its_own_copy(hub, sample_file,
+                                                                   snapshot, monkeypatch) -> None:
+    # Two attempts with one key race past the lookup; the second to complete gets the
+    # first's version, and its own pending row and files go.
+    src = sample_file(300)
+    monkeypatch.setattr(hub.index, "idempotent_version", lambda key: None)
+    first = hub.register("m", src, idempotency_key="race")
+    before = snapshot(hub)
+    second = hub.register("m", src, idempotency_key="race")
+    monkeypatch.undo()
+    assert second.id == first.id and second.version == "1.0.0"
+    after = snapshot(hub)
+    assert after["files"] == before["files"]
+    assert after["index"]["versions"] == before["index"]["versions"]
+    assert after["index"]["events"] == before["index"]["events"]
+    assert not hub.index.pending_versions()
+
+
+@pytest.mark.parametrize("key", ["", "has space", "x" * 201, "tab\tkey", "é"])
+def test_bad_idempotency_keys_change_nothing(hub, sample_file, snapshot, key) -> None:
+    before = snapshot(hub)
+    with pytest.raises(InvalidInput, match="idempotency key"):
+        hub.register("m", sample_file(10), idempotency_key=key)
+    assert snapshot(hub) == before
+
+
+def test_deleting_a_version_frees_its_key(hub, sample_file) -> None:
+    src = sample_file(100)
+    hub.register("m", src, idempotency_key="k")
+    hub.delete("m@1.0.0", confirm=True, actor="t")
+    # The key went with its version (ON DELETE CASCADE): this registers afresh.
+    assert hub.index.idempotent_version("k") is None
+    again = hub.register("m", src, idempotency_key="k")
+    assert again.state == "ready" and hub.index.count_versions() == 1
+    assert [e.kind for e in hub.index.events()].count("register") == 2
+    assert hub.index.idempotent_version("k") == (hub.index.idempotent_version("k")[0], again)
+
+
+def test_cli_idempotency_key(hub, sample_file) -> None:
+    from click.testing import CliRunner
+
+    from sentenialx.hub.cli import cli
+
+    src = sample_file(100)
+    args = ["models", "register", "m", str(src), "--hub", str(hub.root), "--json",
+            "--idempotency-key", "ci-run-9"]
+    r1 = CliRunner().invoke(cli, args)
+    r2 = CliRunner().invoke(cli, args)
+    assert r1.exit_code == 0 and r2.exit_code == 0, (r1.output, r2.output)
+    assert json.loads(r1.stdout)["version"] == json.loads(r2.stdout)["version"] == "1.0.0"
+    r3 = CliRunner().invoke(cli, args[:3] + [str(sample_file(100, seed=4))] + args[4:])
+    assert r3.exit_code != 0 and "idempotency key 'ci-run-9'" in r3.output
+    assert len(r3.output.strip().splitlines()) == 1
+    assert hub.index.count_versions() == 1

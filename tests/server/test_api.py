@@ -114,3 +114,35 @@ def test_verify_endpoint(served):
     with served.client("reader") as c:
         r = c.post("/api/v1/verify", json={"ref": "distill@1.1.0", "deep": False})
         assert r.status_code == 200 and r.json()["ok"]
+
+
+def test_upload_with_an_idempotency_key_is_safe_to_repeat(served, upload, state) -> None:
+    """A repeated upload with the same Idempotency-Key answers 201 with the same version.
+
+    The answer replays the first one (same status, same body) so a client that lost the
+    first answer cannot tell, and needs not; the same key with other content is 409.
+    """
+    data = b"idempotent weights" * 100
+    spec = upload.spec([("student.onnx", data)], bump="minor")
+    headers = {"Idempotency-Key": "upload-1"}
+    with served.client("writer") as c:
+        r1 = upload.post(c, "distill", spec, upload.blobs(data), headers=headers)
+        assert r1.status_code == 201, r1.text
+        after_first = state(served.hub)
+        r2 = upload.post(c, "distill", spec, upload.blobs(data), headers=headers)
+        assert r2.status_code == 201, r2.text
+        assert r2.json() == r1.json() and r2.headers["location"] == r1.headers["location"]
+        assert state(served.hub) == after_first
+        # The retry may skip blobs the hub now holds; it is still the same request.
+        assert upload.post(c, "distill", spec, [], headers=headers).json() == r1.json()
+        other = b"other weights" * 100
+        r3 = upload.post(c, "distill", upload.spec([("student.onnx", other)], bump="minor"),
+                         upload.blobs(other), headers=headers)
+        assert r3.status_code == 409, r3.text
+        err = r3.json()["error"]
+        assert err["type"] == "Conflict" and "'upload-1'" in err["message"]
+        assert "\n" not in err["message"]
+        assert state(served.hub) == after_first
+        r4 = upload.post(c, "distill", spec, upload.blobs(data),
+                         headers={"Idempotency-Key": "has space"})
+        assert r4.status_code == 400 and state(served.hub) == after_first

@@ -446,3 +446,45 @@ def test_remotehub_is_a_deprecated_spelling_of_hub_served(served, cache_dir):
     with remote:
         assert isinstance(remote, Hub) and remote.is_served
         assert remote.resolve("distill@1.0.0").version == "1.0.0"
+
+
+def test_remote_register_retries_a_lost_answer_with_the_same_key(served, tmp_path, cache_dir,
+                                                                  monkeypatch, state):
+    from sentenialx.hub.transport.http import HttpClient
+
+    remote = Hub.served(served.url, token=served.tokens["writer"])
+    real_send = HttpClient.send
+    keys: list[str] = []
+    lost = {"n": 1}
+
+    def lossy(self, method, path, **kw):  # type: ignore[no-untyped-def]
+        if path.endswith("/versions") and method == "POST":
+            keys.append(kw["headers"]["Idempotency-Key"])
+            answer = real_send(self, method, path, **kw)
+            if lost["n"]:
+                # The server committed, then the answer was lost on the way back.
+                lost["n"] -= 1
+                raise StoreUnavailable(f"hub {served.url} is unreachable (connection reset)")
+            return answer
+        return real_send(self, method, path, **kw)
+
+    monkeypatch.setattr(HttpClient, "send", lossy)
+    src = tmp_path / "student.onnx"
+    src.write_bytes(os.urandom(10_000))
+    before = served.hub.index.count_versions()
+    info = remote.register("distill", src, bump="minor")
+    assert len(keys) == 2 and keys[0] == keys[1] and len(keys[0]) >= 32
+    assert served.hub.index.count_versions() == before + 1
+    assert served.hub.resolve("distill").digest == info.digest
+    # A new call gets a fresh key: it is a new registration.
+    after = state(served.hub)
+    info2 = remote.register("distill", src, bump="minor")
+    assert keys[2] != keys[0] and info2.version != info.version
+    assert state(served.hub) != after
+    # A caller's own key crosses the wire; reused with other content it is a Conflict.
+    remote.register("distill", src, bump="patch", idempotency_key="mine")
+    assert keys[-1] == "mine"
+    src.write_bytes(os.urandom(10_000))
+    with pytest.raises(Conflict, match="'mine'"):
+        remote.register("distill", src, bump="patch", idempotency_key="mine")
+    remote.close()

@@ -7,14 +7,22 @@ transaction marks the version ``ready`` with its files and its event → views.
 
 A crash anywhere leaves a pending row and files no ready version names;
 resolution ignores them and ``gc`` removes them after a grace period.
+
+The commit is the truth: once the completing transaction commits, the registration
+has succeeded and the caller gets the version. The stat cache and the views written
+after it are best-effort; a failure there is logged, and the next write (or ``fsck
+--repair``) rewrites them from the index. A retry is safe with an idempotency key,
+recorded in that same transaction (see :meth:`Registrar.register`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
+import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +31,7 @@ from sentenialx.hub._core import Core, Part, Trust, default_actor
 from sentenialx.hub._views import Views
 from sentenialx.hub.errors import (
     AlreadyExists,
+    Conflict,
     GateFailed,
     HubError,
     InvalidInput,
@@ -47,6 +56,11 @@ from sentenialx.hub.store.local import LocalStore
 from sentenialx.hub.values import (
     VersionInfo,
 )
+
+log = logging.getLogger("sentenialx.register")
+
+IDEMPOTENCY_KEY_MAX = 200
+"""The longest idempotency key (a UUID is 36 characters)."""
 
 SUFFIX_FORMATS = {".onnx": "onnx", ".pt": "torch", ".pth": "torch", ".bin": "torch",
                   ".safetensors": "safetensors", ".json": "json", ".pkl": "pickle"}
@@ -78,13 +92,25 @@ class Registrar(Part):
         name: str | None = None,
         progress: Progress | None = None,
         keep_name: bool = False,
+        idempotency_key: str | None = None,
     ) -> VersionInfo:
         """Register a file or a folder as a new immutable version of ``model``.
 
         ``keep_name`` (seed adoption only) keeps a single file that already lies in the
         model's folder under its own name, adopted in place by hardlink.
+
+        ``idempotency_key`` makes a retry safe: the key is recorded with the version in
+        the transaction that completes it, with a digest of the request (model, each
+        input's relative path, size and sha256, attachments, version or bump, metadata,
+        lineage, alias, name). A later call with the key and the same request returns
+        that version and stores nothing; with another request it raises Conflict.
+
+        Raises:
+            Conflict: ``idempotency_key`` was used for another request.
         """
         validate_name(model)
+        if idempotency_key is not None:
+            _check_idempotency_key(idempotency_key)
         if version is not None and bump is not None:
             raise InvalidInput("give either --version or --bump, not both")
         if version is not None:
@@ -114,12 +140,25 @@ class Registrar(Part):
         lineage = self._lineage(parents, data_digest)
         actor = actor or default_actor()
 
+        def request_digest(content: Sequence[tuple[str, str, int, str]]) -> str:
+            return _request_digest(model, layout=layout, content=content, version=version,
+                                   bump=bump, meta=meta, parents=parents,
+                                   data_digest=data_digest, alias=alias, base=base)
+
+        if idempotency_key is not None:
+            earlier = self.index.idempotent_version(idempotency_key)
+            if earlier is not None:
+                # A retry: hash the inputs (reading, not storing) and compare requests.
+                return self._replay(idempotency_key, earlier, model,
+                                    request_digest(_hash_inputs(sources, attach)))
+
         info = self.index.reserve_version(
             model, version=version, bump=bump, stem_for=lambda v: stem_for(base, v), layout=layout,
             meta=meta, lineage=lineage, actor=actor)
         stem = info.stem
         written: list[str] = []
         in_place = False
+        content: list[tuple[str, str, int, str]] = []
         try:
             entries: list[FileEntry] = []
             if layout == "file":
@@ -136,6 +175,7 @@ class Registrar(Part):
                 if not in_place:
                     written.append(k)
                 entries.append(FileEntry(rel, d.size, d.sha256, "weights"))
+                content.append(("file", sources[0].relpath, d.size, d.sha256))
             else:
                 digests = self.store.put_dir(folder_key(model, stem), sources, link=link,
                                              progress=progress)
@@ -143,11 +183,13 @@ class Registrar(Part):
                 for s, d in zip(sources, digests, strict=True):
                     entries.append(FileEntry(f"{stem}/{s.relpath}", d.size, d.sha256,
                                              role_in_folder(s.relpath)))
+                    content.append(("file", s.relpath, d.size, d.sha256))
             for role, apath in attach:
                 rel = attachment_relpath(stem, apath.name)
                 d = self.store.put_file(file_key(model, rel), apath, progress=progress)
                 written.append(file_key(model, rel))
                 entries.append(FileEntry(rel, d.size, d.sha256, role))
+                content.append((role, apath.name, d.size, d.sha256))
             manifest = Manifest(tuple(entries))
             bounds.check_sidecars([e.path for e in entries], stem=stem)
             bounds.check_relpaths([e.path for e in entries])
@@ -168,19 +210,64 @@ class Registrar(Part):
                 event_payload={"digest": manifest.digest, "files": len(manifest.files),
                                "size": manifest.total_size, "parents": lineage.get("parents", []),
                                "data_digest": lineage.get("data_digest")},
-                actor=actor, alias=alias)
+                actor=actor, alias=alias,
+                idempotency=None if idempotency_key is None
+                else (idempotency_key, request_digest(content)))
+            if done.id != info.id:
+                # A concurrent attempt with the same key and request committed first:
+                # it is the answer, and ours is dropped like any failed attempt.
+                raise _Replayed(done)
+        except _Replayed as replay:
+            self._drop(info, written)
+            return replay.version
         except BaseException:
             # Leave nothing half-made behind: our files and our pending row go. If we are
             # killed before this runs, gc removes both after the grace period.
-            for k in reversed(written):
-                with contextlib.suppress(OSError):
-                    self.store.delete(k)
-            with contextlib.suppress(HubError):
-                self.index.abort_version(info.id)
+            self._drop(info, written)
             raise
-        self._remember_stats(model, manifest.files)
-        self.views.write_registry_json()
+        # Committed: from here on the registration has succeeded whatever happens. The
+        # stat cache only saves a re-hash and the views are rebuilt from the index, so a
+        # failure of either is a warning, never an error that would invite a duplicate.
+        self._after_commit(done, "stat cache", "the next verify re-hashes its files",
+                           lambda: self._remember_stats(model, manifest.files))
+        self._after_commit(done, "registry.json and events.jsonl",
+                           "the next write or `sentenialx models fsck --repair` rewrites them",
+                           self.views.write_registry_json)
         return done
+
+    def _drop(self, info: VersionInfo, written: Sequence[str]) -> None:
+        for k in reversed(written):
+            with contextlib.suppress(OSError):
+                self.store.delete(k)
+        with contextlib.suppress(HubError):
+            self.index.abort_version(info.id)
+
+    @staticmethod
+    def _after_commit(done: VersionInfo, what: str, repair: str,
+                      step: Callable[[], None]) -> None:
+        try:
+            step()
+        except (HubError, OSError) as exc:
+            _warn_after_commit(done, what, repair, exc)
+        except Exception as exc:
+            # SQLAlchemy is loaded whenever one of its errors can be raised here.
+            from sqlalchemy.exc import SQLAlchemyError
+
+            if not isinstance(exc, SQLAlchemyError):
+                raise
+            _warn_after_commit(done, what, repair, exc)
+
+    @staticmethod
+    def _replay(key: str, earlier: tuple[str, VersionInfo], model: str, digest: str
+                ) -> VersionInfo:
+        from sentenialx.hub.index.sql import idempotency_conflict
+
+        recorded, info = earlier
+        if recorded != digest or info.model != model:
+            raise Conflict(idempotency_conflict(key, info.model, info.version))
+        log.info("idempotency key %r: %s was registered by an earlier attempt", key[:80],
+                 info.ref)
+        return info
 
     def _model_dir(self, model: str) -> Path | None:
         p = self.store.local_path(model)
@@ -392,4 +479,51 @@ class Registrar(Part):
         self.index.stat_cache_put(rows)
 
 
-__all__ = ["Registrar"]
+class _Replayed(Exception):  # noqa: N818 - a signal inside register, never raised out of it
+    def __init__(self, version: VersionInfo) -> None:
+        super().__init__(version.ref)
+        self.version = version
+
+
+def _warn_after_commit(done: VersionInfo, what: str, repair: str, exc: BaseException) -> None:
+    detail = getattr(exc, "orig", None) or exc
+    log.warning("%s is registered, but writing the %s failed (%s: %s); %s", done.ref, what,
+                type(exc).__name__, str(detail).splitlines()[0] if str(detail) else "", repair)
+
+
+def _check_idempotency_key(key: str) -> None:
+    if (not isinstance(key, str) or not 0 < len(key) <= IDEMPOTENCY_KEY_MAX
+            or not all("!" <= ch <= "~" for ch in key)):
+        raise InvalidInput(f"idempotency key must be 1 to {IDEMPOTENCY_KEY_MAX} printable ASCII"
+                           " characters without spaces (a UUID will do)")
+
+
+def _hash_inputs(sources: Sequence[Source], attach: Sequence[tuple[str, Path]]
+                 ) -> list[tuple[str, str, int, str]]:
+    out: list[tuple[str, str, int, str]] = []
+    for s in sources:
+        d = hash_file(s.path)
+        out.append(("file", s.relpath, d.size, d.sha256))
+    for role, p in attach:
+        d = hash_file(p)
+        out.append((role, p.name, d.size, d.sha256))
+    return out
+
+
+def _request_digest(model: str, *, layout: str, content: Sequence[tuple[str, str, int, str]],
+                    version: str | None, bump: str | None, meta: dict[str, Any],
+                    parents: Sequence[str], data_digest: str | None, alias: str | None,
+                    base: str) -> str:
+    """The sha256 of what a registration asks for, in one canonical encoding.
+
+    Inputs count by relative path, size and sha256 (not by where they lie), so a retry
+    from another temporary folder, as the server stages uploads, is the same request.
+    """
+    doc = {"model": model, "layout": layout, "files": [list(c) for c in content],
+           "version": version, "bump": bump, "metadata": meta, "parents": list(parents),
+           "data_digest": data_digest, "alias": alias, "name": base}
+    raw = json.dumps(doc, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+__all__ = ["IDEMPOTENCY_KEY_MAX", "Registrar"]

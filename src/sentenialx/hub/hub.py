@@ -258,15 +258,20 @@ class Hub:
         return self._reader.cached(info, entry, progress=progress)
 
     def upload(self, model: str, spec: dict[str, Any], blobs: dict[str, Path], *,
-               progress: Progress | None = None) -> tuple[VersionInfo, list[str]]:
+               progress: Progress | None = None, idempotency_key: str | None = None
+               ) -> tuple[VersionInfo, list[str]]:
         """Register a version on a served hub from a spec, sending only files it lacks.
+
+        The request carries ``idempotency_key`` (or a fresh key), reused on retries.
 
         Raises:
             InvalidInput: the hub is local, or the server refused the spec.
             IntegrityError, AlreadyExists, PermissionDenied, TooLarge: the server refused.
+            Conflict: ``idempotency_key`` was used for another request.
         """
         self._client("upload")
-        return cast("HttpWrites", self._registrar).upload(model, spec, blobs, progress=progress)
+        return cast("HttpWrites", self._registrar).upload(model, spec, blobs, progress=progress,
+                                                          idempotency_key=idempotency_key)
 
     @property
     def root(self) -> Path:
@@ -434,8 +439,13 @@ class Hub:
         actor: str | None = None,
         name: str | None = None,
         progress: Progress | None = None,
+        idempotency_key: str | None = None,
     ) -> VersionInfo:
         """Register a file or a folder as a new immutable version of ``model``.
+
+        The registration has succeeded once its index transaction commits; a failure of
+        the stat cache or of the views after it is logged, not raised, and repaired by
+        the next write or ``fsck --repair``.
 
         Args:
             model: the model's name, e.g. ``distill``.
@@ -453,17 +463,21 @@ class Hub:
             actor: who registers (default ``$SENTENIALX_ACTOR`` or user@host).
             name: the file stem to use instead of the input's name.
             progress: called with byte counts as inputs are stored.
+            idempotency_key: makes a retry safe: a later call with the same key and the
+                same request returns the version this one made and stores nothing (a
+                served hub's client sends a fresh key itself when none is given).
 
         Raises:
             InvalidName: a name is not allowed.
             InvalidInput: a missing input, a symlink escaping the folder, bad metadata.
             AlreadyExists: the explicit version exists.
             NotFound: a parent ref does not resolve.
+            Conflict: ``idempotency_key`` was used for another request.
         """
         return self._registrar.register(
             model, path, version=version, bump=bump, metadata=metadata, parents=parents,
             data_digest=data_digest, attachments=attachments, alias=alias, link=link, actor=actor,
-            name=name, progress=progress)
+            name=name, progress=progress, idempotency_key=idempotency_key)
 
     # -- read ---------------------------------------------------------------------------
     def path(self, ref: str, *, include_revoked: bool = False, trust: str | None = None,

@@ -80,13 +80,16 @@ def models() -> None:
 @click.option("--sign-with", "sign_with", metavar="KEY", type=click.Path(exists=True),
               help="Sign the new version with this private key.")
 @click.option("--passphrase-env", metavar="VAR", help="The signing key's passphrase is in $VAR.")
+@click.option("--idempotency-key", "idempotency_key", metavar="KEY",
+              help="Make a retry safe: the same KEY with the same inputs returns the version"
+                   " the first attempt registered.")
 @hub_option
 @json_option
 def register(model: str, path: Path, version: str | None, bump: str | None,
              meta: tuple[str, ...], meta_file: str | None, parent: tuple[str, ...],
              data_digest: str | None, attach: tuple[str, ...], alias: str | None,
              name: str | None, link: bool, sign_with: str | None, passphrase_env: str | None,
-             hub_path: str | None, as_json: bool) -> None:
+             idempotency_key: str | None, hub_path: str | None, as_json: bool) -> None:
     """Register PATH (a file or a folder) as a new version of MODEL."""
     from sentenialx.hub._progress import byte_progress
 
@@ -103,7 +106,8 @@ def register(model: str, path: Path, version: str | None, bump: str | None,
     with byte_progress(f"register {model}", total) as progress:
         info = hub.register(model, path, version=version, bump=bump, metadata=metadata,
                             parents=parent, data_digest=data_digest, attachments=attachments,
-                            alias=alias, link=link, name=name, progress=progress)
+                            alias=alias, link=link, name=name, progress=progress,
+                            idempotency_key=idempotency_key)
     if sign_with:
         from sentenialx.hub.cli.keys import _passphrase
 

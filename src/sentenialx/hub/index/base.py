@@ -72,12 +72,21 @@ class Index(Protocol):
 
     def complete_version(self, vid: int, *, files: Sequence[FileEntry], digest: str,
                          event_kind: str, event_payload: dict[str, Any], actor: str,
-                         alias: str | None = None) -> VersionInfo:
+                         alias: str | None = None,
+                         idempotency: tuple[str, str] | None = None) -> VersionInfo:
         """Mark a pending version ready with its files and event (and alias) in one step.
+
+        ``idempotency`` ``(key, request_digest)`` is recorded in the same step; a key
+        already recorded returns its earlier version instead (same digest) or refuses.
 
         Raises:
             NotFound: the pending row is gone (garbage-collected as stale).
+            Conflict: the idempotency key is recorded for another request.
         """
+        ...
+
+    def idempotent_version(self, key: str) -> tuple[str, VersionInfo] | None:
+        """``(request_digest, version)`` an idempotency key was recorded with, or None."""
         ...
 
     def abort_version(self, vid: int) -> None:

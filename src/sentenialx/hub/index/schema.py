@@ -140,3 +140,17 @@ tokens = Table(
     UniqueConstraint("name", name="uq_tokens_name"),
     UniqueConstraint("token_sha256", name="uq_tokens_sha256"),
 )
+
+# Idempotency keys of registrations (migration 0004). A row is written in the transaction
+# that completes its version, so a key names a version only once that version is ready;
+# deleting the version deletes its key, and a retry then registers afresh.
+idempotency = Table(
+    "idempotency",
+    metadata,
+    Column("key", String(200), primary_key=True),
+    Column("version_id", Integer, ForeignKey("versions.id", ondelete="CASCADE"), nullable=False),
+    Column("model", String(100), nullable=False),
+    Column("version", String(200), nullable=False),
+    Column("request_digest", String(64), nullable=False),
+    Column("created_at", String(40), nullable=False),
+)

@@ -46,6 +46,12 @@ def normalise_url(url: str) -> str:
     return url
 
 
+def idempotency_conflict(key: str, model: str, version: str) -> str:
+    """The one-line refusal of a key reused for another request."""
+    return (f"idempotency key {key[:80]!r} was used to register {model}@{version} from other"
+            " inputs; nothing was stored (use a new key for a new registration)")
+
+
 class SqlIndex:
     """The index on a SQL database (see module doc for the locking rule)."""
 
@@ -281,13 +287,25 @@ class SqlIndex:
         event_payload: dict[str, Any],
         actor: str,
         alias: str | None = None,
+        idempotency: tuple[str, str] | None = None,
     ) -> VersionInfo:
         """Mark a pending version ready with its files, append the event, optionally set an alias.
 
+        ``idempotency`` is ``(key, request_digest)``: the key is recorded in the same
+        transaction, so it names a version exactly when that version is ready. When the
+        key is already recorded (a concurrent attempt of the same request won), nothing
+        is completed and the earlier version is returned; the caller tells them apart by
+        ``id`` and drops its own pending row.
+
         Raises:
             NotFound: the pending row vanished (gc removed it as stale).
+            Conflict: the key is recorded for another request.
         """
         with self.write() as c:
+            if idempotency is not None:
+                earlier = self._idempotent(c, idempotency[0])
+                if earlier is not None:
+                    return self._replay(c, idempotency, earlier)
             row = c.execute(select(S.versions).where(S.versions.c.id == vid)).first()
             if row is None or row.state != "pending":
                 raise NotFound(f"pending version #{vid} vanished before it completed (was it"
@@ -301,9 +319,33 @@ class SqlIndex:
             self._append_event(c, event_kind, row.model, row.version, actor, event_payload)
             if alias:
                 self._set_alias(c, row.model, alias, row.version, expect=None, actor=actor)
+            if idempotency is not None:
+                c.execute(insert(S.idempotency).values(
+                    key=idempotency[0], version_id=vid, model=row.model, version=row.version,
+                    request_digest=idempotency[1], created_at=utcnow()))
             info = self._version_from_row(c, c.execute(
                 select(S.versions).where(S.versions.c.id == vid)).one())
         return info
+
+    def idempotent_version(self, key: str) -> tuple[str, VersionInfo] | None:
+        """The request digest and the version an idempotency key was recorded with, or None."""
+        with self.read() as c:
+            row = self._idempotent(c, key)
+            if row is None:
+                return None
+            v = c.execute(select(S.versions).where(S.versions.c.id == row.version_id)).one()
+            return str(row.request_digest), self._version_from_row(c, v)
+
+    @staticmethod
+    def _idempotent(c: Connection, key: str) -> Any:
+        return c.execute(select(S.idempotency).where(S.idempotency.c.key == key)).first()
+
+    def _replay(self, c: Connection, idempotency: tuple[str, str], earlier: Any) -> VersionInfo:
+        key, digest = idempotency
+        if earlier.request_digest != digest:
+            raise Conflict(idempotency_conflict(key, earlier.model, earlier.version))
+        v = c.execute(select(S.versions).where(S.versions.c.id == earlier.version_id)).one()
+        return self._version_from_row(c, v)
 
     def abort_version(self, vid: int) -> None:
         """Remove a pending row (its files are the caller's to remove)."""

@@ -443,15 +443,20 @@ def _place(src: Path, dst: Path) -> None:
         shutil.copyfile(src, dst)
 
 
-def register_staged(hub: Hub, model: str, spec: UploadSpec, sink: UploadSink, *, token: Token
-                    ) -> VersionInfo:
+def register_staged(hub: Hub, model: str, spec: UploadSpec, sink: UploadSink, *, token: Token,
+                    idempotency_key: str | None = None) -> VersionInfo:
     """Lay the received (and already stored) blobs out as register expects, and register.
+
+    ``idempotency_key`` (the ``Idempotency-Key`` header) goes to :meth:`Hub.register`:
+    the staged inputs keep the names the spec gives, so a retried upload is the same
+    request and gets the version the first attempt made.
 
     Raises:
         InvalidInput: a declared file was neither sent nor stored; a digest mismatch.
         IntegrityError: a stored blob used for dedup no longer matches its sha256.
         PermissionDenied: a parent outside the token's model limits.
-        AlreadyExists, NotFound, Conflict, GateFailed: from :meth:`Hub.register`.
+        AlreadyExists, NotFound, Conflict, GateFailed: from :meth:`Hub.register`
+            (Conflict too for a key used by another request).
     """
     check_parents(spec, token)
     if spec.digest is not None:
@@ -491,7 +496,8 @@ def register_staged(hub: Hub, model: str, spec: UploadSpec, sink: UploadSink, *,
     info = hub.register(model, main, version=spec.version, bump=spec.bump,
                         metadata=spec.metadata, parents=spec.parents,
                         data_digest=spec.data_digest, attachments=attachments, alias=spec.alias,
-                        link=link, actor=token.actor, name=spec.base_name())
+                        link=link, actor=token.actor, name=spec.base_name(),
+                        idempotency_key=idempotency_key)
     return info
 
 

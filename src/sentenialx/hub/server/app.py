@@ -35,7 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import Body, FastAPI, Query, Request
+from fastapi import Body, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -453,7 +453,13 @@ def _api_routes(app: FastAPI) -> None:  # noqa: C901 - one place lists every end
                               "type": "string", "format": "binary"},
                               "description": "File contents; each part's filename is its"
                                              " sha256"}}}}}}})
-    async def register(request: Request, model: str, tok: Principal) -> Response:
+    async def register(request: Request, model: str, tok: Principal,
+                       idempotency_key: Annotated[str | None, Header(
+                           alias="Idempotency-Key", max_length=200, description=(
+                               "Makes a retry safe: the same key with the same request"
+                               " answers 201 with the version the first attempt made,"
+                               " storing nothing again; with another request, 409."))] = None,
+                       ) -> Response:
         _model(model)
         tok.check("write", model)
         hub = hub_of(request)
@@ -483,7 +489,8 @@ def _api_routes(app: FastAPI) -> None:  # noqa: C901 - one place lists every end
             if pending:
                 await run(sink.write, b"".join(pending))
             spec = await run(sink.finish)
-            info = await run(_upload.register_staged, hub, model, spec, sink, token=tok)
+            info = await run(_upload.register_staged, hub, model, spec, sink, token=tok,
+                             idempotency_key=idempotency_key)
         except ClientDisconnect:
             # Nothing to answer: the client is gone. The finally below removes every
             # byte it sent; no index row was written.

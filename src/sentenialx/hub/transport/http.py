@@ -49,6 +49,7 @@ import logging
 import os
 import re
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -628,17 +629,40 @@ class HttpWrites:
         self.index = index
 
     def upload(self, model: str, spec: dict[str, Any], blobs: dict[str, Path], *,
-               progress: Progress | None = None) -> tuple[VersionInfo, list[str]]:
+               progress: Progress | None = None, idempotency_key: str | None = None
+               ) -> tuple[VersionInfo, list[str]]:
         """Register a version from a spec, sending only files the server lacks.
 
         ``blobs`` maps sha256 to a local file; it is only asked for what is sent.
         Returns the new version and the sha256 of every file sent.
 
+        Every call carries an ``Idempotency-Key`` (``idempotency_key``, or a fresh one),
+        so when the connection breaks or the server is briefly unavailable the request
+        is sent again with the same key: if the first attempt committed, the server
+        answers with that version instead of registering a second one.
+
         Raises:
             InvalidInput, IntegrityError, AlreadyExists, PermissionDenied, TooLarge:
                 the server refused; nothing was stored.
+            Conflict: ``idempotency_key`` was used for another request.
+            StoreUnavailable: the server stayed unreachable through every retry.
         """
         validate_name(model)
+        key = idempotency_key or uuid.uuid4().hex
+        failures = 0
+        while True:
+            try:
+                return self._upload_once(model, spec, blobs, progress=progress, key=key)
+            except StoreUnavailable as exc:
+                failures += 1
+                if failures > self.client.retries:
+                    raise
+                log.info("upload to %s failed (%s); retrying with idempotency key %s", model,
+                         exc, key)
+                time.sleep(min(0.2 * failures, 2.0))
+
+    def _upload_once(self, model: str, spec: dict[str, Any], blobs: dict[str, Path], *,
+                     progress: Progress | None, key: str) -> tuple[VersionInfo, list[str]]:
         c = self.client
         declared = {f["sha256"]: f["size"] for f in spec["files"] + spec.get("attachments", [])}
         present = c.send("POST", f"/models/{quote(model)}/blobs/check", json={
@@ -657,6 +681,7 @@ class HttpWrites:
                 files.append(("blob", (sha, reader, "application/octet-stream")))
                 sent.append(sha)
             info = c.send("POST", f"/models/{quote(model)}/versions", files=files,
+                          headers={"Idempotency-Key": key},
                           check=lambda d: c.version(d, expect_model=model))
         finally:
             for r in opened:
@@ -668,16 +693,19 @@ class HttpWrites:
                  parents: Sequence[str] = (), data_digest: str | None = None,
                  attachments: Sequence[tuple[str, str | os.PathLike[str]]] = (),
                  alias: str | None = None, link: bool = False, actor: str | None = None,
-                 name: str | None = None, progress: Progress | None = None) -> VersionInfo:
+                 name: str | None = None, progress: Progress | None = None,
+                 idempotency_key: str | None = None) -> VersionInfo:
         """Register a local file or folder on the server (streamed, hashed, deduplicated).
 
         ``link`` and ``actor`` are ignored: the server stores its own copy and records
-        the token as the actor.
+        the token as the actor. Without ``idempotency_key`` a fresh one is sent, and
+        reused by this call's own retries (see :meth:`upload`).
 
         Raises:
             InvalidInput: a missing input; the server refused the spec.
             AlreadyExists: the explicit version exists.
             PermissionDenied: the token may not write this model.
+            Conflict: ``idempotency_key`` was used for another request.
         """
         del link, actor
         validate_name(model)
@@ -706,7 +734,8 @@ class HttpWrites:
             "files": [dict(digest(p), path=rel) for rel, p in items],
             "attachments": [dict(digest(p), role=role, name=p.name) for role, p in att],
         }
-        info, _ = self.upload(model, spec, blobs, progress=progress)
+        info, _ = self.upload(model, spec, blobs, progress=progress,
+                              idempotency_key=idempotency_key)
         return info
 
     def set_alias(self, ref: str, alias: str, *, expect: str | None = None,
