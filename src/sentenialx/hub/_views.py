@@ -184,7 +184,8 @@ class Views(Part):
         that disagrees with the index is evidence of a rewritten history: the file is
         then never rewritten, only appended to, so `log --verify` keeps naming it.
 
-        Returns what it repaired (empty when it only appended).
+        Returns what it wrote (an ordinary write appends its own event; ``rebuild`` reports
+        this as the repair of a stale view).
         """
         from sentenialx.hub.state import load_hub_key, sign_doc, signed_head_broken, write_signed_head
 
@@ -211,6 +212,7 @@ class Views(Part):
                     f.write(b"".join(line(e) for e in new))
                     f.flush()
                     os.fsync(f.fileno())
+                done.append(f"{EVENTS_EXPORT}: appended events {new[0].seq}..{new[-1].seq}")
         else:
             scan = _scan_export(path, events)
             if scan.differs:

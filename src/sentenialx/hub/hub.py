@@ -680,17 +680,12 @@ class Hub:
 
         Raises:
             NotFound: ``model`` does not exist.
-            InvalidInput: ``repair`` through a served hub (it repairs its own folder).
+            InvalidInput: a served hub (fsck runs where the hub's folder is).
         """
         if isinstance(self._maintenance, Maintenance):
             return self._maintenance.fsck(model, deep=deep, grace=grace, pubkey=pubkey,
                                           repair=repair)
-        if repair:
-            from sentenialx.hub.errors import InvalidInput
-
-            raise InvalidInput("fsck --repair rebuilds a hub folder's own views: run it where the"
-                               " hub is, not through a served hub")
-        return self._maintenance.fsck(model, deep=deep, grace=grace, pubkey=pubkey)
+        return self._maintenance.fsck(model, deep=deep, grace=grace, pubkey=pubkey)  # raises
 
     def gc(self, *, grace: timedelta = timedelta(hours=1), dry_run: bool = False,
            actor: str | None = None) -> GcReport:
