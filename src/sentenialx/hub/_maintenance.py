@@ -6,6 +6,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -32,6 +34,7 @@ from sentenialx.hub.layout import (
 from sentenialx.hub.manifest import FileEntry, Manifest, parse_sha256sum
 from sentenialx.hub.refs import validate_name
 from sentenialx.hub.release import unrecorded_signatures
+from sentenialx.hub.store.base import AbandonedUploads
 from sentenialx.hub.store.local import TMP_PREFIX, LocalStore
 from sentenialx.hub.values import (
     FsckReport,
@@ -52,7 +55,14 @@ class Maintenance(Part):
 
     def verify(self, ref: str | None = None, *, model: str | None = None, deep: bool = False,
                progress: Progress | None = None) -> VerifyReport:
-        """Check stored bytes against manifests."""
+        """Check stored bytes against manifests, and record what matched in the stat cache."""
+        report, fresh = self._verify(ref, model=model, deep=deep, progress=progress)
+        self.index.stat_cache_put(fresh)
+        return report
+
+    def _verify(self, ref: str | None = None, *, model: str | None = None, deep: bool = False,
+                progress: Progress | None = None
+                ) -> tuple[VerifyReport, list[tuple[str, int, int, int, int, str]]]:
         if ref is not None:
             targets = [self.resolve(ref, include_revoked=True)]
         elif model is not None:
@@ -101,8 +111,7 @@ class Maintenance(Part):
                     f"{resized})", v.model, v.version, f.sha256, d.sha256))
             else:
                 fresh.append((key, st.size, st.mtime_ns, st.ino, st.ctime_ns, f.sha256))
-        self.index.stat_cache_put(fresh)
-        return report
+        return report, fresh
 
     def _hash_many(self, keys: Sequence[str], *, progress: Progress | None) -> list[Digest | None]:
         def one(key: str) -> Digest | None:
@@ -131,10 +140,34 @@ class Maintenance(Part):
         return out
 
     def fsck(self, model: str | None = None, *, deep: bool = False,
-             grace: timedelta = timedelta(hours=1), pubkey: Any = None) -> FsckReport:
-        """Check the index, files, sidecars, registry.json and the event chain against each other."""
+             grace: timedelta = timedelta(hours=1), pubkey: Any = None,
+             repair: bool = False) -> FsckReport:
+        """Check the index, files, sidecars, views and the event chain against each other.
+
+        Without ``repair`` fsck only reads (the stat cache is not written: a check must
+        work on a full disk). With it, every view is rebuilt from the index and every
+        file re-hashed into the stat cache first; ``repaired`` says what changed, and
+        the problems are what is still wrong afterwards.
+        """
         rep = FsckReport()
-        vr = self.verify(model=model, deep=deep) if model else self.verify(deep=deep)
+        if repair:
+            rep.repaired.extend(self.views.rebuild())
+            before = self.index.stat_cache()
+            vr, fresh = self._verify(model=model, deep=True)
+            if model is None:
+                # Rebuilt, not patched: entries for files that are gone or changed go too.
+                self.index.stat_cache_clear()
+            self.index.stat_cache_put(fresh)
+            for key, *row in fresh:
+                if before.get(key) != tuple(row):
+                    why = "missing" if key not in before else "stale"
+                    rep.repaired.append(f"stat cache: {key} re-hashed and recorded (was {why})")
+            gone = set(before) - {r[0] for r in fresh} if model is None else set()
+            if gone:
+                rep.repaired.append(f"stat cache: dropped {len(gone)} entries no verified file"
+                                    " matches")
+        else:
+            vr, _fresh = self._verify(model=model, deep=deep)
         rep.problems.extend(vr.problems)
         versions = (self.index.list_versions(model, with_files=True) if model
                     else self.index.all_ready_versions())
@@ -142,34 +175,88 @@ class Maintenance(Part):
         for v in versions:
             rep.problems.extend(self._check_sidecars(v))
         rep.problems.extend(unrecorded_signatures(self.index, self.store, versions))
-        chain = self.views.verify_log(pubkey=pubkey)
+        # Torn lines are a damaged view (reported below, mended by a rewrite), not a
+        # disagreement between the index and its export.
+        chain = self.views.verify_log(pubkey=pubkey, torn_ok=True)
         rep.events, rep.chain_head = chain.count, chain.head
         if not chain.ok:
             rep.problems.append(Problem("chain", "events", chain.reason))
         else:
             rep.problems.extend(self._check_events_match(versions if not model else
                                                          self.index.all_ready_versions()))
+        for why in self.views.check_export():
+            rep.problems.append(Problem("view", layout.EVENTS_EXPORT, why + "; the next write"
+                                        " or `sentenialx models fsck --repair` rewrites it"))
         rep.problems.extend(self._check_registry_json())
         try:
             self.trust.trust_store()
         except (SignatureError, InvalidInput) as exc:
             rep.problems.append(Problem("trust", "trust/policy.json", str(exc)))
-        cutoff = (datetime.now(UTC) - grace).timestamp()
-        for key, size, _changed in self._orphans():
+        rep.problems.extend(self._leftovers(model, grace=grace))
+        return rep
+
+    def _leftovers(self, model: str | None, *, grace: timedelta) -> list[Problem]:
+        """Everything gc would remove, with its age (see DESIGN.md, order of operations)."""
+        out = []
+        now = time.time()
+        cutoff_dt = datetime.now(UTC) - grace
+        for key, size, changed in self._orphans():
             if model and not key.startswith(model + "/"):
                 continue
-            rep.problems.append(Problem("orphan", key, f"{key}: no version names it ({size} bytes);"
-                                        " `sentenialx models gc` removes it"))
+            age = max(0.0, now - changed)
+            out.append(Problem("orphan", key, f"{key}: no version names it ({size} bytes, changed"
+                               f" {_age(age)} ago); `sentenialx models gc` removes it",
+                               age_s=age))
+        if not model:
+            for name, size, changed in self._staging():
+                age = max(0.0, now - changed)
+                # A younger folder may be an upload still running, as a young pending row.
+                if changed > cutoff_dt.timestamp():
+                    continue
+                out.append(Problem("staging", name + "/", f"{name}/: upload staging folder left"
+                                   f" by a server ({size} bytes, last written {_age(age)} ago);"
+                                   " `sentenialx models gc` removes it", age_s=age))
         for p in self.index.pending_versions():
             if model and p.model != model:
                 continue
-            age_ok = _parse_ts(p.created_at).timestamp() > cutoff
-            if not age_ok:
-                rep.problems.append(Problem("pending", folder_key(p.model, p.stem),
-                                            f"{p.model}@{p.version}: registration never completed"
-                                            " (crashed?); `sentenialx models gc` removes it",
-                                            p.model, p.version))
-        return rep
+            created = _parse_ts(p.created_at)
+            if created > cutoff_dt:
+                continue
+            age = (datetime.now(UTC) - created).total_seconds()
+            out.append(Problem("pending", folder_key(p.model, p.stem),
+                               f"{p.model}@{p.version}: registration never completed (crashed?"
+                               f" started {_age(age)} ago); `sentenialx models gc` removes it",
+                               p.model, p.version, age_s=age))
+        if not model and isinstance(self.store, AbandonedUploads):
+            for key in self.store.abandoned_uploads(older_than=cutoff_dt):
+                out.append(Problem("upload", key, f"{key}: multipart upload never completed"
+                                   f" (started over {_age(grace.total_seconds())} ago);"
+                                   " `sentenialx models gc` aborts it"))
+        return out
+
+    def _staging(self) -> list[tuple[str, int, float]]:
+        """(name, bytes, newest mtime) of each upload staging folder in the hub root.
+
+        They live in the hub folder whatever the store is (see ``_staging.new_staging``),
+        so a hub whose bytes are on S3 has them too. The age is the newest mtime of the
+        folder and everything in it: a running upload keeps writing, and a file hardlinked
+        in (dedup) keeps its old mtime but bumps its folder's.
+        """
+        out = []
+        with contextlib.suppress(OSError):
+            for d in self.root.iterdir():
+                if not d.name.startswith(STAGING_PREFIX) or not d.is_dir() or d.is_symlink():
+                    continue
+                size, newest = 0, d.lstat().st_mtime
+                for sub, dirs, files in os.walk(d):
+                    for n in dirs + files:
+                        with contextlib.suppress(OSError):
+                            st = os.lstat(os.path.join(sub, n))
+                            newest = max(newest, st.st_mtime)
+                            if n in files:
+                                size += st.st_size
+                out.append((d.name, size, newest))
+        return sorted(out)
 
     def _check_sidecars(self, v: VersionInfo) -> list[Problem]:
         out = []
@@ -216,10 +303,11 @@ class Maintenance(Part):
         try:
             on_disk = json.loads((self.root / REGISTRY_JSON).read_text())
         except (OSError, ValueError) as exc:
-            return [Problem("registry", REGISTRY_JSON, f"{REGISTRY_JSON}: {exc}")]
+            return [Problem("registry", REGISTRY_JSON, f"{REGISTRY_JSON}: {exc};"
+                            " `sentenialx models fsck --repair` rebuilds it")]
         if on_disk != self.views.registry_view():
             return [Problem("registry", REGISTRY_JSON, f"{REGISTRY_JSON} differs from the index;"
-                            " `sentenialx models export-registry` rewrites it")]
+                            " `sentenialx models fsck --repair` rebuilds it")]
         return []
 
     def _named_keys(self) -> tuple[set[str], list[str]]:
@@ -240,8 +328,8 @@ class Maintenance(Part):
                 if key in ROOT_FILES or not key.startswith(TMP_PREFIX):
                     continue
             top = key.split("/", 1)[0]
-            if top in ("trust", "keys", "cache", ".cache"):
-                continue
+            if top in ("trust", "keys", "cache", ".cache") or top.startswith(STAGING_PREFIX):
+                continue  # staging folders are reported and collected whole, see _staging
             if key in named or (key.endswith("/") and key.rstrip("/") in named):
                 continue
             if any(key.startswith(p) for p in pending):
@@ -278,13 +366,20 @@ class Maintenance(Part):
             if not dry_run:
                 with contextlib.suppress(OSError):
                     self.store.delete(key)
+        for name, size, changed in self._staging():
+            if changed > cutoff:
+                rep.kept_young += 1
+                continue
+            rep.removed.append(name + "/")
+            rep.freed_bytes += size
+            if not dry_run:
+                shutil.rmtree(self.root / name, ignore_errors=True)
         if not dry_run:
             if isinstance(self.store, LocalStore):
                 self._remove_empty_dirs()
-            else:
-                rep.removed += self.store.abort_uploads(older_than=cutoff_dt)
-        elif not isinstance(self.store, LocalStore):
-            rep.removed += self.store.abandoned_uploads(older_than=cutoff_dt)
+        if isinstance(self.store, AbandonedUploads):
+            rep.removed += (self.store.abandoned_uploads(older_than=cutoff_dt) if dry_run
+                            else self.store.abort_uploads(older_than=cutoff_dt))
         if not dry_run:
             # A writer killed between its index commit and the registry.json rename leaves
             # the view one change behind; it is only a view of the index: regenerate it.
@@ -312,9 +407,26 @@ class Maintenance(Part):
     def _remove_empty_dirs(self) -> None:
         base = Path(self.store.root)
         for d in sorted((p for p in base.rglob("*") if p.is_dir()), reverse=True):
+            # A staging folder, even empty, may belong to an upload that just started; gc
+            # removes it by its own age (see _staging).
+            if d.relative_to(base).parts[0].startswith(STAGING_PREFIX):
+                continue
             if d.name.startswith(TMP_PREFIX) or d.parent != base:
                 with contextlib.suppress(OSError):
                     d.rmdir()
+
+
+STAGING_PREFIX = f"{TMP_PREFIX}upload-"  # see _staging.new_staging
+
+
+def _age(seconds: float) -> str:
+    s = int(seconds)
+    for unit, size, sub, subsize in (("d", 86400, "h", 3600), ("h", 3600, "m", 60),
+                                     ("m", 60, "s", 1)):
+        if s >= size:
+            rest = (s % size) // subsize
+            return f"{s // size}{unit}" + (f" {rest}{sub}" if rest else "")
+    return f"{s}s"
 
 
 def _parse_ts(ts: str) -> datetime:

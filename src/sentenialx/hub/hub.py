@@ -685,13 +685,21 @@ class Hub:
         return self._maintenance.verify(ref, model=model, deep=deep, progress=progress)
 
     def fsck(self, model: str | None = None, *, deep: bool = False,
-             grace: timedelta = timedelta(hours=1), pubkey: Any = None) -> FsckReport:
+             grace: timedelta = timedelta(hours=1), pubkey: Any = None,
+             repair: bool = False) -> FsckReport:
         """Check the index, files, sidecars, registry.json and the event chain against each other.
+
+        ``repair`` first rebuilds every view (registry.json, events.jsonl, the signed head
+        where this writer may sign it) and the stat cache; ``FsckReport.repaired`` says what.
 
         Raises:
             NotFound: ``model`` does not exist.
+            InvalidInput: a served hub (fsck runs where the hub's folder is).
         """
-        return self._maintenance.fsck(model, deep=deep, grace=grace, pubkey=pubkey)
+        if isinstance(self._maintenance, Maintenance):
+            return self._maintenance.fsck(model, deep=deep, grace=grace, pubkey=pubkey,
+                                          repair=repair)
+        return self._maintenance.fsck(model, deep=deep, grace=grace, pubkey=pubkey)  # raises
 
     def gc(self, *, grace: timedelta = timedelta(hours=1), dry_run: bool = False,
            actor: str | None = None) -> GcReport:

@@ -105,13 +105,17 @@ class AliasMove:
 class Problem:
     """One thing verify or fsck found wrong."""
 
-    kind: str  # missing | changed | extra | size | sidecar | registry | chain | orphan | pending | alias
+    kind: str  # missing | changed | extra | size | sidecar | registry | view | chain | orphan
+    #            | staging | pending | upload | alias
     path: str
     message: str
     model: str = ""
     version: str = ""
     expected: str = ""
     actual: str = ""
+    # Leftovers gc would remove: seconds since their last change (also in ``message``; not in
+    # ``to_dict`` until a served hub's client accepts the field, see _untrusted).
+    age_s: float | None = None
 
     def to_dict(self) -> dict[str, str]:
         """Plain-dict form."""
@@ -150,6 +154,7 @@ class FsckReport:
     versions: int = 0
     events: int = 0
     chain_head: str = ""
+    repaired: list[str] = field(default_factory=list)  # what ``repair=True`` rebuilt, one line each
 
     @property
     def ok(self) -> bool:
@@ -159,7 +164,8 @@ class FsckReport:
     def to_dict(self) -> dict[str, Any]:
         """Plain-dict form."""
         return {"ok": self.ok, "versions": self.versions, "events": self.events,
-                "chain_head": self.chain_head, "problems": [p.to_dict() for p in self.problems]}
+                "chain_head": self.chain_head, "problems": [p.to_dict() for p in self.problems],
+                "repaired": self.repaired}
 
 
 @dataclass(slots=True)

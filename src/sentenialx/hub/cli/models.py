@@ -467,18 +467,25 @@ def gc(grace: str, dry_run: bool, hub_path: str | None, as_json: bool) -> None:
 @models.command()
 @click.argument("model", required=False)
 @click.option("--deep", is_flag=True, help="Re-hash every file.")
+@click.option("--repair", is_flag=True,
+              help="First rebuild registry.json, events.jsonl, the signed head and the stat cache.")
+@click.option("--grace", default="1h", show_default=True,
+              help="Leftovers younger than this may still be in use and are not reported.")
 @click.option("--hub-pubkey", "hub_pubkey", metavar="PEM", envvar="SENTENIALX_HUB_PUBKEY",
               type=click.Path(path_type=Path, exists=True, dir_okay=False),
               help="The hub's public key, pinned (the folder's copy is not trusted).")
 @hub_option
 @json_option
-def fsck(model: str | None, deep: bool, hub_pubkey: Path | None, hub_path: str | None,
-         as_json: bool) -> None:
+def fsck(model: str | None, deep: bool, repair: bool, grace: str, hub_pubkey: Path | None,
+         hub_path: str | None, as_json: bool) -> None:
     """Check index, files, sidecars, registry.json and the event chain against each other."""
-    rep = open_hub(hub_path).fsck(model, deep=deep, **({"pubkey": hub_pubkey} if hub_pubkey else {}))
+    rep = open_hub(hub_path).fsck(model, deep=deep, repair=repair, grace=_grace(grace),
+                                  **({"pubkey": hub_pubkey} if hub_pubkey else {}))
     if as_json:
         print_json(rep.to_dict())
     else:
+        for item in rep.repaired:
+            click.echo(f"REBUILT  {item}")
         for p in rep.problems:
             click.echo(f"{p.kind.upper():8} {p.message}")
         click.echo(("OK" if rep.ok else f"FAILED ({len(rep.problems)} problems)") +
