@@ -318,3 +318,20 @@ def upload() -> Any:
 def state() -> Callable[[Hub], dict[str, Any]]:
     """``state(hub)``: see :func:`hub_state`."""
     return hub_state
+
+
+@pytest.fixture
+def guarded(served: Any, state: Callable[[Hub], dict[str, Any]]) -> Iterator[Any]:
+    """The served hub; afterwards assert it is exactly as before and no upload is staged.
+
+    The server removes an upload's staging folder when the request ends, which may be
+    just after the client has its answer: the wait is bounded, the assertion is not.
+    """
+    before = state(served.hub)
+    yield served
+    deadline = time.monotonic() + 10
+    while list(served.hub.root.glob(".tmp-*")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not list(served.hub.root.glob(".tmp-*"))
+    assert state(served.hub) == before
+

@@ -9,7 +9,6 @@ import socket
 import time
 
 import httpx
-import pytest
 
 
 def _check_error(r: httpx.Response, status: int, type_: str | None = None) -> None:
@@ -20,18 +19,6 @@ def _check_error(r: httpx.Response, status: int, type_: str | None = None) -> No
     if type_:
         assert err["type"] == type_, err
     assert "Traceback" not in r.text and 'File "' not in r.text
-
-
-@pytest.fixture
-def guarded(served, state):
-    """The served hub; afterwards assert it is exactly as before and no upload is staged."""
-    before = state(served.hub)
-    yield served
-    deadline = time.monotonic() + 10
-    while list(served.hub.root.glob(".tmp-*")) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not list(served.hub.root.glob(".tmp-*"))
-    assert state(served.hub) == before
 
 
 def test_unknown_refs_are_404(guarded):
