@@ -129,7 +129,8 @@ def test_check_relpaths_and_sidecars():
 def _sample(cls: type[E.HubError]) -> E.HubError:
     facts = {"what": "version", "name": "distill@9.9.9", "path": "w.onnx", "expected": "a" * 64,
              "actual": "b" * 64, "version": "distill@1.0.0", "found_keys": ("k1", "k2"),
-             "trusted_keys": ("k3",), "offending": "os.system", "failed": ("metric:accuracy",)}
+             "trusted_keys": ("k3",), "offending": "os.system", "failed": ("metric:accuracy",),
+             "where": "s3://bucket/prefix"}
     if cls is E.MissingDependency:
         return E.MissingDependency("onnxruntime", "onnx")
     wanted = {f: facts[f] for f in dict((c, f) for c, _, f in E.HTTP_ERRORS)[cls]}

@@ -159,8 +159,15 @@ class TooLarge(InvalidInput):
 
 
 class StoreUnavailable(HubError, OSError):
-    """The index or the blob store cannot be reached or read."""
+    """The index or the blob store cannot be reached, read or written.
 
+    ``where`` names what failed: a path, an S3 endpoint and bucket, or a database
+    (its URL with the password hidden).
+    """
+
+    def __init__(self, message: str, *, where: str = "") -> None:
+        super().__init__(message)
+        self.where = where
 
 
 class MissingDependency(HubError, ImportError):
@@ -173,6 +180,16 @@ class MissingDependency(HubError, ImportError):
         )
         self.package = package
         self.extra = extra
+
+
+def one_line(text: object, *, limit: int = 300) -> str:
+    """``text`` on one line: whitespace runs (newlines included) become one space, cut at ``limit``.
+
+    Drivers (psycopg, botocore, urllib3) put hints on further lines; an error message
+    of ours is one line, so their text is folded before it is quoted.
+    """
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[:limit - 1] + "…"
 
 
 def require(module: str, extra: str) -> object:
@@ -210,7 +227,7 @@ HTTP_ERRORS: tuple[tuple[type[HubError], int, tuple[str, ...]], ...] = (
     (SignatureError, 422, ("version", "found_keys", "trusted_keys")),
     (UnsafeArtifact, 422, ("path", "offending")),
     (MissingDependency, 501, ("package", "extra")),
-    (StoreUnavailable, 503, ()),
+    (StoreUnavailable, 503, ("where",)),
     (HubError, 500, ()),
 )
 """Every hub error class with its HTTP status and the facts (attributes) carried across.

@@ -32,6 +32,7 @@ from sentenialx.hub.errors import (
     StateError,
     StoreUnavailable,
     UnsafeArtifact,
+    one_line,
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -112,7 +113,7 @@ class HubGroup(click.Group):
         except HubError as exc:
             if debug_enabled():
                 raise
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {one_line(exc, limit=2000)}", err=True)
             sys.exit(exit_code_for(exc))
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
@@ -122,7 +123,8 @@ class HubGroup(click.Group):
         except OSError as exc:
             if debug_enabled():
                 raise
-            click.echo(f"error: {exc.strerror or exc} ({exc.filename or ''})", err=True)
+            where = f" ({exc.filename})" if exc.filename else ""
+            click.echo(f"error: {one_line(exc.strerror or exc)}{where}", err=True)
             sys.exit(exit_code_for(exc))
         except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence
             if debug_enabled():

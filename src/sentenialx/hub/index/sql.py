@@ -25,7 +25,14 @@ from sqlalchemy import Connection, Engine, and_, create_engine, delete, event, f
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 
-from sentenialx.hub.errors import AlreadyExists, Conflict, InvalidInput, NotFound, StoreUnavailable
+from sentenialx.hub.errors import (
+    AlreadyExists,
+    Conflict,
+    InvalidInput,
+    NotFound,
+    StoreUnavailable,
+    one_line,
+)
 from sentenialx.hub.events import GENESIS, Event, chain
 from sentenialx.hub.index import schema as S
 from sentenialx.hub.index.base import dumps
@@ -62,10 +69,9 @@ class SqlIndex:
         self._sqlite_path = u.database if self.dialect == "sqlite" else None
         self._local = threading.local()
         try:
-            self.engine = self._make_engine()
-            self._ensure_schema()
-        except sa_exc.OperationalError as exc:
-            raise StoreUnavailable(f"cannot open index {self.safe_url}: {exc.orig}") from None
+            with self._db_errors():
+                self.engine = self._make_engine()
+                self._ensure_schema()
         except sa_exc.NoSuchModuleError as exc:
             raise StoreUnavailable(f"cannot open index {self.safe_url}: {exc}; "
                                    "install `pip install 'sentenialx[postgres]'`") from None
@@ -75,8 +81,82 @@ class SqlIndex:
         """The URL with any password hidden."""
         return make_url(self.url).render_as_string(hide_password=True)
 
+    # -- failures ---------------------------------------------------------------------
+    @property
+    def where(self) -> str:
+        """What a failure names: the SQLite file, or the PostgreSQL URL without password."""
+        if self._sqlite_path:
+            return self._sqlite_path
+        u = make_url(self.url)
+        return u.set(drivername=u.get_backend_name()).render_as_string(hide_password=True)
+
+    def unavailable(self, exc: BaseException) -> StoreUnavailable:
+        """One line for a database failure: which database, what state, what to do."""
+        orig = getattr(exc, "orig", None) or exc
+        text = one_line(orig, limit=160)
+        low = text.lower()
+        code = str(getattr(orig, "sqlstate", "") or "")
+        connect = "check --index and that the database is running, then try again"
+        if "database or disk is full" in low or "no space left" in low or code == "53100":
+            state, hint = "cannot be written: the disk is full", "free space there and try again"
+        elif "readonly database" in low or "read-only" in low or code == "25006":
+            state, hint = "cannot be written: it is read-only", "make it writable or use a copy"
+        elif "disk i/o error" in low:
+            state, hint = "failed: disk I/O error", "check the disk (it may be full) and try again"
+        elif "unable to open database file" in low:
+            state, hint = "cannot be opened (unable to open database file)", \
+                "check that its folder exists and is writable"
+        elif "refused" in low:
+            state, hint = "unreachable (connection refused)", connect
+        elif "timeout" in low or "timed out" in low:
+            state, hint = "unreachable (timed out)", connect
+        elif "translate host name" in low or "name or service not known" in low:
+            state, hint = "unreachable (host name not found)", connect
+        elif "authentication failed" in low or code == "28P01":
+            state, hint = "refused the login (authentication failed)", "check the user and password"
+        elif (getattr(exc, "connection_invalidated", False) or code.startswith("08")
+              or code.startswith("57P") or "closed the connection" in low
+              or "terminating connection" in low or "connection" in low and "lost" in low):
+            state, hint = "lost the connection", connect
+        else:
+            state, hint = f"failed ({text})", "try again"
+        return StoreUnavailable(f"index {self.where} {state}; {hint}", where=self.where)
+
+    @contextmanager
+    def _db_errors(self) -> Iterator[None]:
+        """Database failures inside become :meth:`unavailable`; in process, only hub errors.
+
+        Only errors of the database's state (OperationalError, InterfaceError, a dropped
+        connection) are translated; constraint and SQL errors stay as they are (bugs).
+        """
+        try:
+            yield
+        except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:
+            raise self.unavailable(exc) from None
+        except sa_exc.DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+            raise self.unavailable(exc) from None
+
+    def _on_error(self, ctx: Any) -> None:
+        # Engine-wide: a failure of the database itself becomes one hub error wherever the
+        # engine is used. Left alone: pre-ping probes (the pool reconnects), lock and
+        # serialisation errors (write() retries them), and a missing table (schema probe).
+        if ctx.is_pre_ping or not isinstance(ctx.sqlalchemy_exception,
+                                             sa_exc.OperationalError | sa_exc.InterfaceError):
+            return
+        low = str(ctx.original_exception).lower()
+        if "locked" in low or "serializ" in low or "deadlock" in low or "no such table" in low:
+            return
+        raise self.unavailable(ctx.sqlalchemy_exception)
+
     # -- engine -----------------------------------------------------------------------
     def _make_engine(self) -> Engine:
+        engine = self._make_engine_for_dialect()
+        event.listen(engine, "handle_error", self._on_error)
+        return engine
+
+    def _make_engine_for_dialect(self) -> Engine:
         if self.dialect == "sqlite":
             engine = create_engine(self.url, connect_args={"timeout": 60, "check_same_thread": False})
 
@@ -175,12 +255,8 @@ class SqlIndex:
     @contextmanager
     def read(self) -> Iterator[Connection]:
         """A read transaction."""
-        try:
-            with self.engine.connect() as conn:
-                with conn.begin():
-                    yield conn
-        except sa_exc.OperationalError as exc:
-            raise StoreUnavailable(f"index {self.safe_url}: {exc.orig}") from None
+        with self._db_errors(), self.engine.connect() as conn, conn.begin():
+            yield conn
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
@@ -202,18 +278,24 @@ class SqlIndex:
                     if attempt < 19:
                         time.sleep(0.05 * (attempt + 1))
                         continue
-                raise StoreUnavailable(f"index {self.safe_url}: {exc.orig}") from None
+                raise self.unavailable(exc) from None
+            except (sa_exc.InterfaceError, sqlite3.Error) as exc:
+                raise self.unavailable(exc) from None
 
     def generation(self) -> int:
         """The hub's change counter; cheap enough to call on every resolve."""
         if self._sqlite_path and self._sqlite_path != ":memory:":
-            conn = getattr(self._local, "raw", None)
-            if conn is None:
-                conn = sqlite3.connect(f"file:{self._sqlite_path}?mode=ro", uri=True,
-                                       check_same_thread=False, isolation_level=None)
-                conn.execute("PRAGMA busy_timeout=60000")
-                self._local.raw = conn
-            row = conn.execute("SELECT generation FROM hub_state WHERE id=1").fetchone()
+            # try/except, not _db_errors(): this runs on every resolve, cached ones too.
+            try:
+                conn = getattr(self._local, "raw", None)
+                if conn is None:
+                    conn = sqlite3.connect(f"file:{self._sqlite_path}?mode=ro", uri=True,
+                                           check_same_thread=False, isolation_level=None)
+                    conn.execute("PRAGMA busy_timeout=60000")
+                    self._local.raw = conn
+                row = conn.execute("SELECT generation FROM hub_state WHERE id=1").fetchone()
+            except sqlite3.Error as exc:
+                raise self.unavailable(exc) from None
             return int(row[0]) if row else 0
         with self.read() as c:
             return int(c.execute(select(S.hub_state.c.generation)).scalar_one())

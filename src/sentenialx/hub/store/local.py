@@ -15,6 +15,7 @@ import shutil
 import stat as st
 import uuid
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -35,6 +36,34 @@ DIRECT_ALIGN = 4096
 """Write lengths that O_DIRECT takes as they are; the file's shorter tail goes buffered."""
 
 
+_DISK_ERRNOS = {
+    errno.ENOSPC: "No space left on device",
+    errno.EDQUOT: "Disk quota exceeded",
+    errno.EROFS: "Read-only file system",
+    errno.EIO: "Input/output error",
+}
+"""Write failures of the disk itself: one StoreUnavailable naming the path, not a bug."""
+
+
+@contextmanager
+def _disk_errors(path: os.PathLike[str] | str) -> Iterator[None]:
+    """A full, read-only or failing disk while writing ``path`` becomes one hub error.
+
+    Other OSErrors (a missing or unreadable source file) pass unchanged: they are the
+    caller's, and the CLI names their file.
+    """
+    try:
+        yield
+    except OSError as exc:
+        if isinstance(exc, StoreUnavailable) or exc.errno not in _DISK_ERRNOS:
+            raise
+        where = str(exc.filename or path)
+        verb = "at" if exc.errno == errno.EIO else "writing"
+        raise StoreUnavailable(f"{_DISK_ERRNOS[exc.errno]} {verb} {where}; free space or"
+                               " make it writable, then try again (nothing was stored)",
+                               where=where) from None
+
+
 def _tmp_name(final: Path, suffix: str = "") -> Path:
     return final.parent / f"{TMP_PREFIX}{uuid.uuid4().hex}{suffix}"
 
@@ -49,7 +78,8 @@ class LocalStore:
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise StoreUnavailable(f"cannot create hub folder {self.root}: {exc.strerror}") from None
+            raise StoreUnavailable(f"cannot create hub folder {self.root}: {exc.strerror}",
+                                   where=str(self.root)) from None
 
     def _path(self, key: str) -> Path:
         return Path(self._path_str(key))
@@ -100,9 +130,15 @@ class LocalStore:
 
         Raises:
             AlreadyExists: ``key`` is taken.
-            OSError: reading the source or writing failed.
+            StoreUnavailable: the disk is full, read-only or failing (names the path).
+            OSError: reading the source failed.
         """
         final = self._path(key)
+        with _disk_errors(final):
+            return self._put_file(key, final, src, link=link, progress=progress)
+
+    def _put_file(self, key: str, final: Path, src: Path, *, link: bool,
+                  progress: Progress | None) -> Digest:
         tmp, digest = self._write_tmp(final, src, link=link, progress=progress)
         try:
             os.chmod(tmp, READ_ONLY)
@@ -124,9 +160,15 @@ class LocalStore:
 
         Raises:
             AlreadyExists: ``key`` is taken.
-            OSError: reading a source or writing failed.
+            StoreUnavailable: the disk is full, read-only or failing (names the path).
+            OSError: reading a source failed.
         """
         final = self._path(key)
+        with _disk_errors(final):
+            return self._put_dir(key, final, sources, link=link, progress=progress)
+
+    def _put_dir(self, key: str, final: Path, sources: Sequence[Source], *, link: bool,
+                 progress: Progress | None) -> list[Digest]:
         final.parent.mkdir(parents=True, exist_ok=True)
         stage = _tmp_name(final, ".dir")
         stage.mkdir()
@@ -155,8 +197,16 @@ class LocalStore:
         return digests
 
     def put_small(self, key: str, data: bytes) -> None:
-        """Write a sidecar atomically (temp + fsync + rename), replacing any old one."""
+        """Write a sidecar atomically (temp + fsync + rename), replacing any old one.
+
+        Raises:
+            StoreUnavailable: the disk is full, read-only or failing (names the path).
+        """
         final = self._path(key)
+        with _disk_errors(final):
+            self._put_small(final, data)
+
+    def _put_small(self, final: Path, data: bytes) -> None:
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = _tmp_name(final)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)

@@ -20,11 +20,21 @@ import builtins
 import hashlib
 import os
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from sentenialx.hub.errors import AlreadyExists, InvalidInput, NotFound, StoreUnavailable, require
+from sentenialx.hub.errors import (
+    AlreadyExists,
+    HubError,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+    StoreUnavailable,
+    one_line,
+    require,
+)
 from sentenialx.hub.hashing import Digest, Progress
 from sentenialx.hub.layout import file_key
 from sentenialx.hub.store.base import BlobStat, Source
@@ -35,6 +45,11 @@ if TYPE_CHECKING:
 
 PART_SIZE = 16 * 1024 * 1024
 """Multipart part size; also the threshold below which one PUT is used."""
+
+
+_DENIED = frozenset({"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch",
+                     "AllAccessDisabled", "AccountProblem", "InvalidToken", "ExpiredToken"})
+"""S3 error codes that mean the credentials or policy refuse the call."""
 
 
 def _md5_b64(data: bytes) -> str:
@@ -74,28 +89,80 @@ class S3Store:
         return self.prefix + key
 
     def _call(self, what: str, fn: Any, **kw: Any) -> Any:
+        with self._errors(what, kw.get("Key", "")):
+            return fn(**kw)
+
+    @contextmanager
+    def _errors(self, what: str, key: str = "") -> Iterator[None]:
+        """Turn every botocore failure inside into one hub error naming endpoint and object.
+
+        The only place S3 failures are translated: callers in process see hub errors
+        only, and the CLI prints one line with exit 10 (14 for refused credentials).
+        """
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            return fn(**kw)
+            yield
         except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            if code in ("NoSuchKey", "404", "NotFound"):
-                raise NotFound(f"{what}: s3://{self.bucket}/{kw.get('Key', '')} is missing; run"
-                               " `sentenialx models fsck`", what="file") from None
-            if code == "NoSuchBucket":
-                raise StoreUnavailable(f"bucket {self.bucket!r} does not exist") from None
-            raise StoreUnavailable(f"{what} on {self.url}: {code or exc}") from None
+            raise self._client_error(what, key, exc) from None
         except BotoCoreError as exc:
-            raise StoreUnavailable(f"{what} on {self.url}: {exc}") from None
+            raise self._transport_error(what, key, exc) from None
+
+    def _where(self, key: str) -> str:
+        """``s3://bucket/key`` for a full key (prefix included), else the store URL."""
+        return f"s3://{self.bucket}/{key}" if key else self.url
+
+    def _client_error(self, what: str, key: str, exc: Any) -> HubError:
+        err = exc.response.get("Error", {})
+        code = str(err.get("Code", ""))
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+        where, endpoint = self._where(key), self.client.meta.endpoint_url
+        if code in ("NoSuchKey", "404", "NotFound"):
+            return NotFound(f"{what}: {where} is missing; run `sentenialx models fsck`",
+                            what="file")
+        if code == "NoSuchBucket":
+            return StoreUnavailable(f"S3 bucket {self.bucket!r} does not exist at {endpoint};"
+                                    " check --store or create the bucket", where=self.url)
+        if code in _DENIED or status == 403:
+            return PermissionDenied(f"S3 endpoint {endpoint} refused {what} of {where}"
+                                    f" ({code or status}); check the AWS credentials and the"
+                                    " bucket policy")
+        detail = one_line(err.get("Message") or "", limit=120)
+        return StoreUnavailable(f"S3 endpoint {endpoint} failed {what} of {where}"
+                                f" ({status or ''} {code}{': ' + detail if detail else ''})"
+                                .replace("( ", "(") + "; try again", where=where)
+
+    def _transport_error(self, what: str, key: str, exc: Any) -> HubError:
+        from botocore import exceptions as bx
+
+        where, endpoint = self._where(key), self.client.meta.endpoint_url
+        if isinstance(exc, bx.NoCredentialsError | bx.PartialCredentialsError):
+            return PermissionDenied(f"no AWS credentials for {where} at {endpoint}; set"
+                                    " AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY or ~/.aws")
+        # EndpointConnectionError keeps the socket's reason (urllib3's error) in kwargs.
+        text = one_line(f"{exc} {getattr(exc, 'kwargs', {}).get('error', '')}").lower()
+        if isinstance(exc, bx.ConnectTimeoutError):
+            state = "unreachable (connect timed out)"
+        elif isinstance(exc, bx.ReadTimeoutError):
+            state = "did not answer in time (read timed out)"
+        elif "refused" in text:
+            state = "unreachable (connection refused)"
+        elif "name or service not known" in text or "nodename" in text or "resolve" in text:
+            state = "unreachable (host name not found)"
+        elif isinstance(exc, bx.EndpointConnectionError | bx.ConnectionClosedError):
+            state = f"unreachable ({type(exc).__name__})"
+        else:
+            return StoreUnavailable(f"S3 endpoint {endpoint}: {what} of {where} failed"
+                                    f" ({one_line(exc, limit=160)}); try again", where=where)
+        return StoreUnavailable(f"S3 endpoint {endpoint} {state} for {where}; check"
+                                " --s3-endpoint or try again", where=where)
 
     def ensure_bucket(self) -> None:
         """Create the bucket if it does not exist (for tests and `models init`)."""
-        from botocore.exceptions import ClientError
-
         try:
-            self.client.head_bucket(Bucket=self.bucket)
-        except ClientError:
+            with self._errors("head bucket"):
+                self.client.head_bucket(Bucket=self.bucket)
+        except (NotFound, StoreUnavailable):
             self._call("create bucket", self.client.create_bucket, Bucket=self.bucket)
 
     def local_path(self, key: str) -> None:
@@ -211,7 +278,7 @@ class S3Store:
         if start is not None:
             kw["Range"] = f"bytes={start}-{'' if end is None else end}"
         body = self._call("get", self.client.get_object, **kw)["Body"]
-        return _Body(body)
+        return _Body(body, self, kw["Key"])
 
     def read_bytes(self, key: str) -> bytes:
         """A whole object.
@@ -237,14 +304,10 @@ class S3Store:
 
     def stat(self, key: str) -> BlobStat | None:
         """HEAD an object; None if missing."""
-        from botocore.exceptions import ClientError
-
         try:
-            r = self.client.head_object(Bucket=self.bucket, Key=self._k(key))
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                return None
-            raise StoreUnavailable(f"head {key} on {self.url}: {exc}") from None
+            r = self._call("head", self.client.head_object, Bucket=self.bucket, Key=self._k(key))
+        except NotFound:
+            return None
         mtime = r["LastModified"]
         # Contract-suite fix: LastModified has one-second resolution and S3 has no inode or
         # ctime, so an object rewritten with other bytes of the same size within the second
@@ -268,13 +331,17 @@ class S3Store:
     def list(self, prefix: str = "") -> Iterator[tuple[str, BlobStat]]:
         """Every object under ``prefix`` (relative keys)."""
         pag = self.client.get_paginator("list_objects_v2")
-        try:
-            for page in pag.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix):
-                for o in page.get("Contents", []):
-                    rel = o["Key"][len(self.prefix):]
-                    yield rel, BlobStat(int(o["Size"]), int(o["LastModified"].timestamp() * 1e9))
-        except Exception as exc:  # noqa: BLE001 - botocore raises several unrelated types
-            raise StoreUnavailable(f"list {self.url}: {exc}") from None
+        pages = iter(pag.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix))
+        while True:
+            # Only the page fetch is guarded: an error raised by our caller while it
+            # handles a yielded item is not an S3 failure.
+            with self._errors("list", self.prefix + prefix):
+                page = next(pages, None)
+            if page is None:
+                return
+            for o in page.get("Contents", []):
+                rel = o["Key"][len(self.prefix):]
+                yield rel, BlobStat(int(o["Size"]), int(o["LastModified"].timestamp() * 1e9))
 
     # -- abandoned uploads ----------------------------------------------------------------
     def abandoned_uploads(self, *, older_than: datetime) -> builtins.list[str]:
@@ -300,11 +367,16 @@ class S3Store:
 class _Body:
     """A context-managed wrapper over botocore's StreamingBody."""
 
-    def __init__(self, body: Any) -> None:
+    def __init__(self, body: Any, store: S3Store, key: str) -> None:
         self._b = body
+        self._store = store
+        self._key = key
 
     def read(self, n: int = -1) -> bytes:
-        data: bytes = self._b.read() if n is None or n < 0 else self._b.read(n)
+        # A connection dropped mid-body is an S3 failure too (ReadTimeoutError,
+        # ResponseStreamingError): the same translation as every other call.
+        with self._store._errors("read", self._key):
+            data: bytes = self._b.read() if n is None or n < 0 else self._b.read(n)
         return data
 
     def close(self) -> None:
