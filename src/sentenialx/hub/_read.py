@@ -9,10 +9,13 @@ before a caller or a loader sees them.
 
 from __future__ import annotations
 
+import hashlib
+import io
+import logging
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from sentenialx.hub._core import Core, Part, Trust
 from sentenialx.hub.cache import link_files
@@ -31,6 +34,7 @@ from sentenialx.hub.values import (
 Opener = Callable[[int, int], IO[bytes]]
 """``opener(start, end)``: a binary stream of a stored object from byte ``start`` (``end`` inclusive)."""
 _SKIP_CHUNK = 1024 * 1024
+log = logging.getLogger("sentenialx.read")
 
 
 class Reader(Part):
@@ -195,10 +199,108 @@ class Reader(Part):
         """The stored size of one file and an opener for a byte range of it, as stored."""
         return stored_bytes(self.store, file_key(info.model, entry.path))
 
+    def verified_source(self, info: VersionInfo, entry: FileEntry) -> tuple[int, Opener]:
+        """Like :meth:`byte_source`, but what the opener gives is checked against the manifest.
+
+        Each opened stream reads the whole stored file and hashes it; the requested
+        range passes through as it is read, except its last piece, which is handed
+        out only once the file's size and sha256 match ``entry`` (see
+        :class:`VerifiedRange`).
+        """
+        size, opener = self.byte_source(info, entry)
+        where = f"{info.ref}:{entry.path}"
+
+        def open_verified(start: int, end: int) -> IO[bytes]:
+            stream = VerifiedRange(opener(0, max(size - 1, 0)), entry, start=start, end=end,
+                                   where=where, hint=f"run `sentenialx models fsck {info.model}`")
+            return cast(IO[bytes], stream)
+
+        return size, open_verified
+
     def diff(self, a: str, b: str) -> dict[str, Any]:
         """Compare two versions: files added, removed, changed; metadata and metrics."""
         return diff_versions(self.resolve(a, include_revoked=True),
                              self.resolve(b, include_revoked=True))
+
+
+class VerifiedRange(io.RawIOBase):
+    """Bytes ``start..end`` of a stored file, never the last of them before the whole file verifies.
+
+    The source is the file from its first byte. Bytes before ``start`` are hashed and
+    dropped; the range is hashed and returned as it is read; when a read would
+    complete the range, the rest of the file is hashed first and the read raises
+    :class:`IntegrityError` instead of returning, if the size or sha256 differs
+    from the manifest. A client streaming from it thus gets either every byte of
+    the range, verified, or a body cut short: never a complete wrong answer.
+    """
+
+    def __init__(self, src: IO[bytes], entry: FileEntry, *, start: int, end: int, where: str,
+                 hint: str) -> None:
+        super().__init__()
+        self._src = src
+        self._entry = entry
+        self._skip = start
+        self._left = max(end - start + 1, 0)
+        self._hash = hashlib.sha256()
+        self._seen = 0
+        self._where = where
+        self._hint = hint
+
+    def readable(self) -> bool:
+        """Always True."""
+        return True
+
+    def _take(self, n: int) -> bytes:
+        parts = []
+        while n > 0:
+            chunk = self._src.read(min(n, _SKIP_CHUNK))
+            if not chunk:
+                break
+            self._hash.update(chunk)
+            self._seen += len(chunk)
+            n -= len(chunk)
+            parts.append(chunk)
+        return b"".join(parts)
+
+    def read(self, size: int | None = -1) -> bytes:
+        """Up to ``size`` bytes of the range (all that is left when negative).
+
+        Raises:
+            IntegrityError: the stored file does not match its manifest entry.
+        """
+        if self._left == 0:
+            return b""
+        if self._skip:
+            self._take(self._skip)
+            self._skip = 0
+        want = self._left if size is None or size < 0 else min(size, self._left)
+        data = self._take(want)
+        self._left -= len(data)
+        if len(data) < want:
+            self._left = 0
+            self._refuse()
+        if self._left == 0:
+            # The last piece of the range waits until every byte of the file is hashed.
+            while self._take(_SKIP_CHUNK):
+                pass
+            if self._seen != self._entry.size or self._hash.hexdigest() != self._entry.sha256:
+                self._refuse()
+        return data
+
+    def _refuse(self) -> None:
+        actual = self._hash.hexdigest() if self._seen == self._entry.size else ""
+        log.error("%s: stored bytes differ from the manifest (%d bytes, sha256 %s; expected %d,"
+                  " %s); not served", self._where, self._seen, actual[:12] or "?",
+                  self._entry.size, self._entry.sha256[:12])
+        raise IntegrityError(path=self._entry.path, expected=self._entry.sha256, actual=actual,
+                             hint=self._hint)
+
+    def close(self) -> None:
+        """Close the source."""
+        try:
+            self._src.close()
+        finally:
+            super().close()
 
 
 def diff_versions(va: VersionInfo, vb: VersionInfo) -> dict[str, Any]:
@@ -279,4 +381,4 @@ def stored_bytes(store: Any, key: str) -> tuple[int, Opener]:
     return int(st.size), open_remote
 
 
-__all__ = ["Opener", "Reader", "diff_versions", "stored_bytes"]
+__all__ = ["Opener", "Reader", "VerifiedRange", "diff_versions", "stored_bytes"]

@@ -569,6 +569,18 @@ class Hub:
         """
         return self._reader.byte_source(info, entry)
 
+    def verified_byte_source(self, info: VersionInfo, entry: FileEntry) -> tuple[int, Opener]:
+        """Like :meth:`byte_source`, for clients that do not check what they receive.
+
+        Every stream it opens reads and hashes the whole stored file; the last bytes of
+        the requested range are released only once the file matches the manifest, so a
+        reader gets all of the range verified or a stream that raises before its end.
+
+        Raises:
+            NotFound: the file is missing from the store.
+        """
+        return self._reader.verified_source(info, entry)
+
     def diff(self, a: str, b: str) -> dict[str, Any]:
         """Compare two versions: files added, removed, changed; metadata and metrics.
 

@@ -51,10 +51,12 @@ class TokenChecker(Protocol):
 _bearer = HTTPBearer(auto_error=False, description="A token from `sentenialx models token create`.")
 
 
-def _secret_from(request: Request, *, cookie: bool) -> str | None:
+def _secret_from(request: Request, *, cookie: bool, basic: bool = False) -> str | None:
     header = request.headers.get("authorization")
     if header is not None:
         scheme, _, value = header.strip().partition(" ")
+        if basic and scheme.lower() == "basic":
+            return _basic_password(value)
         if scheme.lower() != "bearer" or not value.strip():
             raise Unauthenticated("use the header `Authorization: Bearer <token>`")
         return value.strip()
@@ -63,13 +65,32 @@ def _secret_from(request: Request, *, cookie: bool) -> str | None:
     return None
 
 
-def principal_of(request: Request, *, cookie: bool) -> Token:
+def _basic_password(value: str) -> str:
+    """The password of HTTP Basic credentials: registry clients send the API token so."""
+    import base64
+    import binascii
+
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        raise Unauthenticated("malformed HTTP Basic credentials; send the API token as the"
+                              " password") from None
+    _user, sep, password = decoded.partition(":")
+    if not sep or not password:
+        raise Unauthenticated("HTTP Basic credentials need the API token as the password")
+    return password
+
+
+def principal_of(request: Request, *, cookie: bool, basic: bool = False) -> Token:
     """Who is asking: the token's record, or anonymous when allowed.
+
+    ``basic`` also accepts HTTP Basic credentials whose password is the token (any
+    user name), as registry clients send them.
 
     Raises:
         Unauthenticated: no token (and no anonymous reads), or a bad one.
     """
-    secret = _secret_from(request, cookie=cookie)
+    secret = _secret_from(request, cookie=cookie, basic=basic)
     settings: Settings = request.app.state.settings
     if secret is None:
         if settings.anonymous_read:

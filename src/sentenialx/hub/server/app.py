@@ -169,7 +169,9 @@ def create_app(hub: Hub, *, tokens: TokenChecker | None = None, anonymous_read: 
     _install_errors(app)
     _install_security_headers(app)
     _api_routes(app)
-    from sentenialx.hub.server import web
+    from sentenialx.hub.server import oci, web
+
+    app.include_router(oci.router)
 
     app.include_router(web.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
@@ -178,7 +180,7 @@ def create_app(hub: Hub, *, tokens: TokenChecker | None = None, anonymous_read: 
 
 def _wants_html(request: Request) -> bool:
     path = request.url.path
-    if path.startswith(("/api/", "/openapi", "/healthz", "/static/")):
+    if path.startswith(("/api/", "/openapi", "/healthz", "/static/", "/v2")):
         return False
     return "text/html" in request.headers.get("accept", "")
 
