@@ -387,8 +387,13 @@ def _version_for(hub: Hub, model: str, versions: list[VersionInfo], reference: s
     return info, image_manifest(info)
 
 
-@router.api_route("/v2/{name:path}/manifests/{reference}", methods=["GET", "HEAD"],
-                  summary="A version's OCI manifest, by tag or sha256 digest")
+_MANIFEST = "/v2/{name:path}/manifests/{reference}"
+_BLOB = "/v2/{name:path}/blobs/{digest}"
+
+
+@router.head(_MANIFEST, operation_id="oci_head_manifest", summary="A manifest's headers")
+@router.get(_MANIFEST, operation_id="oci_get_manifest",
+            summary="A version's OCI manifest, by tag or sha256 digest")
 def manifest(request: Request, name: str, reference: str, tok: Caller) -> Response:
     """The manifest bytes with ``Docker-Content-Digest``; HEAD sends the headers only."""
     hub, model, versions = _readable(request, name, tok)
@@ -410,8 +415,9 @@ def _bytes_opener(data: bytes) -> Callable[[int, int], IO[bytes]]:
     return opener
 
 
-@router.api_route("/v2/{name:path}/blobs/{digest}", methods=["GET", "HEAD"],
-                  summary="A file (verified while sent) or a config, by sha256; Range gives 206")
+@router.head(_BLOB, operation_id="oci_head_blob", summary="A blob's headers")
+@router.get(_BLOB, operation_id="oci_get_blob",
+            summary="A file (verified while sent) or a config, by sha256; Range gives 206")
 def blob(request: Request, name: str, digest: str, tok: Caller) -> Response:
     """A blob of a version the caller may read: a file's bytes or a ModelPack config."""
     hub, _model, versions = _readable(request, name, tok)
