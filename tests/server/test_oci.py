@@ -55,6 +55,11 @@ def reg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     tamper = root / "inputs" / "tamper.onnx"
     tamper.write_bytes(rnd.randbytes(1_300_000))
     hub.register("tamper", tamper)
+    for i in range(2):  # gone@1.0.0 is revoked: neither listed nor served
+        f = root / "inputs" / f"gone{i}.onnx"
+        f.write_bytes(rnd.randbytes(2000))
+        hub.register("gone", f, version=f"1.{i}.0")
+    hub.revoke("gone@1.0.0", reason="bad data")
     s = serve_hub(hub)
     try:
         yield s
@@ -174,6 +179,27 @@ def test_tags_map_plus_to_underscore_and_never_take_ranges(reg: Served) -> None:
         assert (r.status_code, error_code(r)) == (status, code), tag
 
 
+def test_revoked_versions_are_neither_listed_nor_served(reg: Served) -> None:
+    assert get(reg, "/v2/gone/tags/list").json()["tags"] == ["1.1.0", "latest"]
+    assert get(reg, "/v2/gone/manifests/1.0.0").status_code == 404
+    revoked = reg.hub.resolve("gone@1.0.0", include_revoked=True)
+    r = get(reg, f"/v2/gone/blobs/sha256:{reg.hub.weights_entry(revoked).sha256}")
+    assert (r.status_code, error_code(r)) == (404, "BLOB_UNKNOWN")
+    live = get(reg, "/v2/gone/manifests/latest").json()
+    assert live["annotations"]["org.opencontainers.image.version"] == "1.1.0"
+    assert get(reg, f"/v2/gone/blobs/{live['layers'][0]['digest']}").status_code == 200
+
+
+def test_anonymous_reads_need_no_login(make_served: Any, tmp_path: Path) -> None:
+    s = make_served(anonymous_read=True)
+    assert get(s, "/v2/", token=None).status_code == 200
+    assert get(s, "/v2/token", token=None).status_code == 401  # no token to hand out
+    client = _oras_client(s)
+    client.pull(target=f"{host(s)}/lora:1.0.0", outdir=str(tmp_path / "anon"))
+    assert _sha_of_files(tmp_path / "anon") == {
+        p: sha for p, (sha, _) in layers_of(s.hub, "lora@1.0.0").items()}
+
+
 def test_tags_list_and_catalog_paginate(reg: Served) -> None:
     tags = get(reg, "/v2/distill/tags/list").json()
     assert tags == {"name": "distill", "tags": sorted(
@@ -190,11 +216,12 @@ def test_tags_list_and_catalog_paginate(reg: Served) -> None:
         url = link[1:link.index(">")]
     assert seen == tags["tags"]
     assert get(reg, "/v2/distill/tags/list?n=0").json()["tags"] == []
-    assert get(reg, "/v2/distill/tags/list?n=-1").status_code == 400
+    r = get(reg, "/v2/distill/tags/list?n=-1")
+    assert (r.status_code, error_code(r)) == (400, "PAGINATION_NUMBER_INVALID")
 
     edge = "hex/" + EDGE.encode().hex()
     repos = get(reg, "/v2/_catalog").json()["repositories"]
-    assert repos == sorted(["distill", "lora", "teacher", "tamper", edge])
+    assert repos == sorted(["distill", "gone", "lora", "teacher", "tamper", edge])
     first = get(reg, "/v2/_catalog?n=2")
     assert first.json()["repositories"] == repos[:2]
     nxt = first.headers["link"]

@@ -199,7 +199,7 @@ def model_config(info: VersionInfo) -> bytes:
     if isinstance(desc, str) and desc:
         descriptor["description"] = desc[:2000]
     config: dict[str, Any] = {}
-    fmt = info.meta.get("format") or info.meta.get("framework")
+    fmt = info.meta.get("format")  # set at registration from the files when not given
     if isinstance(fmt, str) and fmt:
         config["format"] = fmt[:100]
     return _canonical({"descriptor": descriptor, "config": config, "modelfs": {
@@ -261,6 +261,8 @@ def _code_for(request: Request, exc: HubError) -> tuple[int, str, str]:
         return 400, "NAME_INVALID", str(exc)
     if isinstance(exc, InvalidRef):
         return 400, ("DIGEST_INVALID" if "/blobs/" in path else "MANIFEST_INVALID"), str(exc)
+    if isinstance(exc, InvalidInput) and path.endswith(("/tags/list", "/_catalog")):
+        return 400, "PAGINATION_NUMBER_INVALID", str(exc)
     if isinstance(exc, InvalidInput):
         return 400, "UNSUPPORTED", str(exc)
     return status, "UNKNOWN", str(exc)
