@@ -7,6 +7,10 @@ API (``/api/v1``, described at ``/openapi.json``)
     verify. Write (scope ``write``): register by streaming upload, alias moves
     with an expected previous version, revoke and un-revoke. Admin: delete.
 
+OCI (``/v2/``)
+    A read-only registry in the CNCF ModelPack layout for oras, skopeo and other
+    registry clients: :mod:`sentenialx.hub.server.oci`.
+
 Auth
     ``Authorization: Bearer sxt_...`` (see :mod:`sentenialx.hub._tokens`). Web pages also accept the
     ``sx_token`` cookie set by ``/login`` (HttpOnly, SameSite=Strict); API writes
