@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from sentenialx.hub.cli import hub_option, json_option, open_hub, print_json
@@ -27,6 +29,8 @@ def import_mlflow(tracking_uri: str, registry_uri: str | None, models: tuple[str
     """
     from sentenialx.hub._import_mlflow import import_mlflow as run
 
+    # MLflow draws a bar per download on stderr; ours is one line per version on stdout.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     with open_hub(hub_path) as hub:
         rep = run(hub, tracking_uri, models=models, registry_uri=registry_uri)
     if as_json:
