@@ -2,7 +2,8 @@
 
 - ``mlflow_registry`` (session): an MLflow registry built with mlflow itself: a sqlite
   backend and local artifacts, two runs with metrics, params and a logged model folder,
-  ``distill`` versions 1 and 2, aliases ``staging`` -> 2 and ``champion`` -> 1, tags;
+  ``distill`` versions 1 and 2, aliases ``staging`` -> 2, ``champion`` and ``production``
+  -> 1, tags;
   and ``lora`` (versions 1 and 2) for the failure tests. MLflow's client opens its
   tracking store (and migrates a new sqlite database, seconds) once per URI per
   process, so every test uses this one as the tracking URI.
@@ -121,6 +122,7 @@ def mlflow_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mlflow
         reg.sources[key] = mv.source
     client.set_registered_model_alias("distill", "staging", "2")
     client.set_registered_model_alias("distill", "champion", "1")
+    client.set_registered_model_alias("distill", "production", "1")  # gated in a hub
     client.set_model_version_tag("distill", "2", "reviewed_by", "alice")
     client.set_registered_model_tag("distill", "team", "threat-intel")
     client.update_model_version("distill", "2", description="the distilled student")

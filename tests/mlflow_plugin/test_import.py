@@ -42,8 +42,10 @@ def test_a_registry_is_imported_with_its_lineage_and_a_rerun_adds_nothing(
     assert v2.meta["mlflow"]["tags"] == {"reviewed_by": "alice"}
     assert v2.meta["mlflow"]["model_tags"] == {"team": "threat-intel"}
     assert v2.meta["description"] == "the distilled student"
+    # A gated alias moves only through its gates: left alone, and the import says so.
     assert {a.alias: a.version for a in hub.aliases("distill")} == {"champion": "1.0.0",
                                                                     "staging": "2.0.0"}
+    assert "distill@production is gated" in r.stderr and "models promote distill@1.0.0" in r.stderr
     assert hub.fsck().ok
 
     before = snapshot(hub)
