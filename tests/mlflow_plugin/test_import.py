@@ -95,12 +95,18 @@ def test_a_failed_download_adopts_nothing_of_that_version_and_a_rerun_resumes(
     assert snapshot(hub) != before
 
 
-def test_bad_names_are_refused_before_anything_is_read(
+def test_bad_input_is_refused_and_changes_nothing(
         hub: Hub, cli: Callable[..., Any], mlflow_registry: MlflowRegistry,
-        snapshot: Callable[[Hub], dict[str, Any]]) -> None:
+        snapshot: Callable[[Hub], dict[str, Any]], tmp_path: Path) -> None:
     before = snapshot(hub)
     r = cli("import-mlflow", "--tracking-uri", mlflow_registry.tracking_uri, "--model", "../x")
     assert r.exit_code == 5 and "path separator" in r.stderr
     r = cli("import-mlflow", "--tracking-uri", mlflow_registry.tracking_uri, "--model", "nosuch")
     assert r.exit_code == 3 and "nosuch" in r.stderr
+    missing = tmp_path / "no-such-mlflow.db"
+    r = cli("import-mlflow", "--tracking-uri", f"sqlite:///{missing}")
+    assert r.exit_code == 5 and "no MLflow database" in r.stderr
+    assert not missing.exists()  # MLflow would have created an empty registry
+    r = cli("import-mlflow", "--tracking-uri", "bogus://host/x")
+    assert r.exit_code == 5 and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert snapshot(hub) == before

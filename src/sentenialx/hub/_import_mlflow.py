@@ -116,9 +116,11 @@ def import_mlflow(hub: Hub, tracking_uri: str, *, models: Sequence[str] = (),
 
     for name in models:
         validate_name(name)
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri or tracking_uri)
+    for uri in (tracking_uri, registry_uri):
+        _check_sqlite_exists(uri)
     report = MlflowImportReport()
     with _mlflow_errors(f"reading the MLflow registry at {tracking_uri}"):
+        client = MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri or tracking_uri)
         names = list(models) or sorted(m.name for m in _pages(client.search_registered_models))
     for name in names:
         validate_name(name)
@@ -135,6 +137,17 @@ def import_mlflow(hub: Hub, tracking_uri: str, *, models: Sequence[str] = (),
                                                    info.digest or "", status))
         _import_aliases(hub, name, dict(rm.aliases), made, actor=actor, report=report)
     return report
+
+
+def _check_sqlite_exists(uri: str | None) -> None:
+    """A ``sqlite:///`` URI must name an existing database: MLflow would create an empty one."""
+    if uri is None or not uri.startswith("sqlite://"):
+        return
+    # SQLAlchemy's form: sqlite:///relative.db, sqlite:////absolute.db, sqlite:// in memory.
+    path = uri.removeprefix("sqlite://").split("?", 1)[0].removeprefix("/")
+    if path not in ("", ":memory:") and not Path(path).is_file():
+        raise InvalidInput(f"no MLflow database at {uri}; give the tracking URI of an existing"
+                           " registry (MLflow would create an empty one)")
 
 
 def _identity(mv: Any) -> str:
@@ -348,6 +361,8 @@ def _mlflow_errors(doing: str) -> Iterator[None]:
             raise NotFound(msg) from exc
         if code in ("PERMISSION_DENIED", "UNAUTHENTICATED"):
             raise PermissionDenied(msg) from exc
+        if code == "INVALID_PARAMETER_VALUE":
+            raise InvalidInput(msg) from exc
         raise StoreUnavailable(msg) from exc
 
 
