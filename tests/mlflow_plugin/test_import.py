@@ -110,3 +110,12 @@ def test_bad_input_is_refused_and_changes_nothing(
     r = cli("import-mlflow", "--tracking-uri", "bogus://host/x")
     assert r.exit_code == 5 and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert snapshot(hub) == before
+
+
+def test_the_recorded_tracking_uri_carries_no_credentials() -> None:
+    from sentenialx.hub._import_mlflow import _without_secrets
+
+    assert _without_secrets("https://alice:s3cret@mlflow.internal:5000/x") == \
+        "https://mlflow.internal:5000/x"
+    assert _without_secrets("https://token@mlflow.internal/") == "https://mlflow.internal/"
+    assert _without_secrets("sqlite:////srv/mlflow.db") == "sqlite:////srv/mlflow.db"

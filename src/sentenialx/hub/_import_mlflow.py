@@ -130,6 +130,10 @@ def import_mlflow(hub: Hub, tracking_uri: str, *, models: Sequence[str] = (),
                          key=lambda mv: int(mv.version))
         made: dict[int, VersionInfo] = {}
         for mv in mvs:
+            if str(mv.status) != "READY":
+                report.notes.append(f"MLflow {name} version {mv.version} is {mv.status}, not"
+                                    " READY; skipped")
+                continue
             info, status = _import_version(hub, client, tracking_uri, rm, mv, actor=actor,
                                            notes=report.notes)
             made[int(mv.version)] = info
@@ -148,6 +152,18 @@ def _check_sqlite_exists(uri: str | None) -> None:
     if path not in ("", ":memory:") and not Path(path).is_file():
         raise InvalidInput(f"no MLflow database at {uri}; give the tracking URI of an existing"
                            " registry (MLflow would create an empty one)")
+
+
+def _without_secrets(uri: str) -> str:
+    """``uri`` without a user or password (kept in metadata that every reader sees)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(uri)
+    if parts.username is None and parts.password is None:
+        return uri
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _identity(mv: Any) -> str:
@@ -295,7 +311,7 @@ def _metadata(client: Any, rm: Any, mv: Any, *, identity: str, tracking_uri: str
     meta: dict[str, Any] = {
         "metrics": metrics,
         "mlflow": {
-            "identity": identity, "tracking_uri": tracking_uri, "model": mv.name,
+            "identity": identity, "tracking_uri": _without_secrets(tracking_uri), "model": mv.name,
             "version": int(mv.version), "created": int(mv.creation_timestamp or 0),
             "run_id": mv.run_id or None, "source": mv.source, "run_link": mv.run_link or None,
             "user_id": mv.user_id or None, "stage": mv.current_stage or None,
