@@ -191,3 +191,20 @@ def test_writes_bad_uris_and_unknown_names_are_refused(
     with pytest.raises(MlflowException, match="is not a hub folder"):
         MlflowClient().get_registered_model("distill")
     assert not os.path.exists(missing)  # a mistyped path never becomes an empty hub
+
+
+def test_a_revoked_version_is_listed_but_its_files_are_refused(
+        sample_hub: Hub, mlflow_env: Callable[[str], None], tmp_path: Path) -> None:
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    sample_hub.revoke("distill@1.0.0", reason="leaked test data")
+    mlflow_env(f"sentenialx://{sample_hub.root}")
+    assert MlflowClient().get_model_version("distill", "1").tags["sentenialx.revoked"] == \
+        "leaked test data"
+    dst = tmp_path / "out"
+    with pytest.raises(MlflowException, match="is revoked") as exc:
+        mlflow.artifacts.download_artifacts("models:/distill/1", dst_path=str(dst))
+    assert exc.value.error_code == "RESOURCE_DOES_NOT_EXIST"
+    assert tree(dst) == {}
