@@ -52,6 +52,16 @@ def test_alias_and_number_downloads_are_the_manifest_bytes(
     assert _got(got) == _expected(sample_hub, "distill@2.0.0")
     assert {"MLmodel", "model.onnx", "config/tokenizer.json"} == set(_got(got))
     assert (Path(got) / MLFLOW_META).is_file()  # MLflow saw an MLmodel at the root
+    # One file of it, and the listing MLflow's clients walk.
+    one = mlflow.artifacts.download_artifacts("models:/distill/3/config/tokenizer.json",
+                                              dst_path=str(tmp_path / "one"))
+    info = sample_hub.resolve("distill@2.0.0")
+    entry = next(f for f in info.files if f.path.endswith("/config/tokenizer.json"))
+    assert sha256(Path(one).read_bytes()) == entry.sha256
+    assert tree(tmp_path / "one") == {"config/tokenizer.json": Path(one).read_bytes()}
+    listed = mlflow.artifacts.list_artifacts("models:/distill/3")
+    assert [(f.path, f.is_dir) for f in listed] == [("MLmodel", False), ("config", True),
+                                                    ("model.onnx", False)]
     got = mlflow.artifacts.download_artifacts("models:/distill/1", dst_path=str(tmp_path / "c"))
     assert _got(got) == _expected(sample_hub, "distill@1.0.0")
     assert len(_got(got)) == 2  # weights and the training log
