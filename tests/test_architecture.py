@@ -125,7 +125,7 @@ def test_the_lazy_public_names_are_also_imported_for_type_checkers() -> None:
 
 FRONT_END_SOURCES = ("sentenialx/hub/server", "sentenialx/hub/cli", "sentenialx/pipeline",
                      "sentenialx/models", "sentenialx/orchestrator", "sentenialx/demo.py",
-                     "sentenialx/cli.py")
+                     "sentenialx/cli.py", "sentenialx/mlflow_plugin")
 _REACH_PAST = re.compile(r"\b(?:hub|self\.hub|src|dst|source|dest)\.(?:index|store|core|local|cache)\b")
 
 

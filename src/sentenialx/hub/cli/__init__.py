@@ -218,6 +218,9 @@ def _register_commands() -> None:
     from sentenialx.hub.cli import copy as _copy  # `models copy` (issue 5)
 
     _models.models.add_command(_copy.copy)
+    from sentenialx.hub.cli import mlflow as _mlflow  # `models import-mlflow` (issue 11)
+
+    _models.models.add_command(_mlflow.import_mlflow)
 
 
 _register_commands()
