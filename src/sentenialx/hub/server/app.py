@@ -169,8 +169,9 @@ def create_app(hub: Hub, *, tokens: TokenChecker | None = None, anonymous_read: 
     _install_errors(app)
     _install_security_headers(app)
     _api_routes(app)
-    from sentenialx.hub.server import web
+    from sentenialx.hub.server import hf, web
 
+    app.include_router(hf.router)  # HF_ENDPOINT={server}/hf (issue 11)
     app.include_router(web.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     return app
