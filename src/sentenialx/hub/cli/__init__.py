@@ -218,6 +218,9 @@ def _register_commands() -> None:
     from sentenialx.hub.cli import copy as _copy  # `models copy` (issue 5)
 
     _models.models.add_command(_copy.copy)
+    from sentenialx.hub.cli import hf as _hf  # `models import-hf` (issue 11)
+
+    _models.models.add_command(_hf.import_hf)
 
 
 _register_commands()
