@@ -419,3 +419,25 @@ def test_verify_repo_checksums_and_cli_import_of_the_cache(hf: HfServed, tmp_pat
     assert again.returncode == 0, again.stderr
     assert {r["status"] for r in json.loads(again.stdout)["results"]} == {"present"}
 
+
+
+def test_corrupted_cache_file_from_the_real_client_is_refused(hf: HfServed, tmp_path: Path) -> None:
+    code = """
+    from huggingface_hub import snapshot_download
+    emit(snapshot_download("tiny-bert", revision="stable"))
+    """
+    home = tmp_path / "home"
+    snap = Path(run_client(code, endpoint=hf.endpoint, home=home, token=hf.token))
+    blob = (snap / "config.json").resolve()
+    assert blob.parent.name == "blobs" and blob.name == sha(blob)  # named by its sha256
+    data = bytearray(blob.read_bytes())
+    data[0] ^= 0x01
+    blob.write_bytes(bytes(data))
+    fresh = tmp_path / "fresh"
+    r = subprocess.run([sys.executable, "-m", "sentenialx", "models", "import-hf",
+                        str(home / "hub"), "--repo", "tiny-bert", "--hub", str(fresh)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 6, r.stderr
+    assert "sha256 mismatch" in r.stderr and blob.name[:12] in r.stderr
+    with Hub(fresh) as dst:
+        assert dst.models() == []

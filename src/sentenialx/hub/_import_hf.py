@@ -228,26 +228,30 @@ def scan(source: str | os.PathLike[str], *, repos: Sequence[str] = ()) -> list[_
         raise InvalidInput(f"{src} is not a folder")
     if (src / "hub").is_dir() and any((src / "hub").glob("models--*")):
         src = src / "hub"
+    snapshot: Path | None = None
     if src.name.startswith("models--"):
-        revs = _repo(src)
+        folders = [src]
     elif src.parent.name == "snapshots" and src.parent.parent.name.startswith("models--"):
-        repo = src.parent.parent
-        revs = [_snapshot(repo, src, _refs(repo))]
+        folders, snapshot = [src.parent.parent], src
     elif (src / _LOCAL_META).is_dir():
         return _local_dir(src, repos)
     elif any(src.glob("models--*")):
-        revs = [r for d in sorted(src.glob("models--*")) if d.is_dir() for r in _repo(d)]
+        folders = sorted(d for d in src.glob("models--*") if d.is_dir())
     else:
         raise InvalidInput(f"{src} is not a Hugging Face cache, a repo or snapshot folder of"
                            " one, or a download folder with its .cache/huggingface records")
     if repos:
-        wanted = set(repos)
-        missing = [r for r in repos if not any(v.repo_id == r for v in revs)]
+        # Only the named repos are read, so a damaged other repo does not stand in the way.
+        have = {_repo_id_of_folder(d): d for d in folders}
+        missing = [r for r in repos if r not in have]
         if missing:
-            have = sorted({v.repo_id for v in revs})
             raise InvalidInput(f"{', '.join(missing)} not in {src}; it holds"
-                               f" {', '.join(have) or 'no repos'}")
-        revs = [v for v in revs if v.repo_id in wanted]
+                               f" {', '.join(sorted(have)) or 'no repos'}")
+        folders = [have[r] for r in dict.fromkeys(repos)]
+    if snapshot is not None:
+        revs = [_snapshot(folders[0], snapshot, _refs(folders[0]))]
+    else:
+        revs = [r for d in folders for r in _repo(d)]
     if not revs:
         raise InvalidInput(f"{src} holds no model snapshots")
     return revs
