@@ -159,9 +159,9 @@ def emit(obj):
 """
 
 
-def run_client(code: str, *, endpoint: str, home: Path, token: str | None = None,
-               offline: bool = False, args: Any = None) -> Any:
-    """Run ``code`` in a fresh interpreter with huggingface_hub pointed at ``endpoint``."""
+def client_env(*, endpoint: str, home: Path, token: str | None = None, offline: bool = False,
+               args: Any = None) -> dict[str, str]:
+    """The environment of a client process: our endpoint, its own HF_HOME, no xet."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "TRANSFORMERS_"))}
     env.update(HF_ENDPOINT=endpoint, HF_HOME=str(home), HF_HUB_CACHE=str(home / "hub"),
                HF_HUB_DISABLE_TELEMETRY="1", HF_HUB_DISABLE_PROGRESS_BARS="1",
@@ -170,6 +170,13 @@ def run_client(code: str, *, endpoint: str, home: Path, token: str | None = None
         env["HF_TOKEN"] = token
     if offline:
         env["HF_HUB_OFFLINE"] = "1"
+    return env
+
+
+def run_client(code: str, *, endpoint: str, home: Path, token: str | None = None,
+               offline: bool = False, args: Any = None) -> Any:
+    """Run ``code`` in a fresh interpreter with huggingface_hub pointed at ``endpoint``."""
+    env = client_env(endpoint=endpoint, home=home, token=token, offline=offline, args=args)
     proc = subprocess.run([sys.executable, "-c", PRELUDE + textwrap.dedent(code)], env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -228,12 +235,13 @@ def test_downloads_by_alias_version_range_and_commit_then_offline(hf: HfServed) 
     assert gets and all(p.startswith(f"/hf/distill/resolve/{commit}/") for p in gets)
 
     # The same reads with the server out of reach (nothing listens on that port).
-    offline = run_client(DOWNLOADS, endpoint=f"http://127.0.0.1:{free_port()}/hf", home=home,
-                         offline=True, args=args)
-    for rev in revisions:
-        assert_snapshot(hub, info, offline[rev]["snapshot"])
-        assert sha(offline[rev]["file"]) == hub.weights_entry(info).sha256
-    assert Path(offline["card"]).read_bytes() == hub.read_entry(info, card)
+    dead = f"http://127.0.0.1:{free_port()}/hf"
+    for flag in (True, False):  # HF_HUB_OFFLINE=1, and the client finding out by itself
+        offline = run_client(DOWNLOADS, endpoint=dead, home=home, offline=flag, args=args)
+        for rev in revisions:
+            assert_snapshot(hub, info, offline[rev]["snapshot"])
+            assert sha(offline[rev]["file"]) == hub.weights_entry(info).sha256
+        assert Path(offline["card"]).read_bytes() == hub.read_entry(info, card)
 
 
 def test_interrupted_download_resumes_with_206(hf: HfServed) -> None:
@@ -430,9 +438,18 @@ def test_corrupted_cache_file_from_the_real_client_is_refused(hf: HfServed, tmp_
     snap = Path(run_client(code, endpoint=hf.endpoint, home=home, token=hf.token))
     blob = (snap / "config.json").resolve()
     assert blob.parent.name == "blobs" and blob.name == sha(blob)  # named by its sha256
+    env = client_env(endpoint=hf.endpoint, home=home, token=hf.token)
+    verify = [sys.executable, "-c", "import sys; from huggingface_hub.cli.hf import main;"
+              " sys.exit(main())", "cache", "verify", "tiny-bert", "--revision", "stable"]
+    ok = subprocess.run(verify, env=env, capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0 and "All checksums match" in ok.stdout, ok.stdout + ok.stderr
     data = bytearray(blob.read_bytes())
     data[0] ^= 0x01
     blob.write_bytes(bytes(data))
+    # `hf cache verify` sees it (every file is listed as LFS, so it checks sha256) ...
+    bad = subprocess.run(verify, env=env, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 1 and "config.json" in bad.stdout + bad.stderr
+    # ... and import-hf refuses it, adopting nothing.
     fresh = tmp_path / "fresh"
     r = subprocess.run([sys.executable, "-m", "sentenialx", "models", "import-hf",
                         str(home / "hub"), "--repo", "tiny-bert", "--hub", str(fresh)],
@@ -441,3 +458,35 @@ def test_corrupted_cache_file_from_the_real_client_is_refused(hf: HfServed, tmp_
     assert "sha256 mismatch" in r.stderr and blob.name[:12] in r.stderr
     with Hub(fresh) as dst:
         assert dst.models() == []
+
+
+def test_resolve_headers_redirects_and_bad_input(hf: HfServed) -> None:
+    info = hf.hub.resolve("distill@1.1.0")
+    commit, entry = _hf.commit_of(info), hf.hub.weights_entry(info)
+    with httpx.Client(base_url=hf.endpoint, timeout=30,
+                      headers={"Authorization": f"Bearer {hf.token}"}) as c:
+        head = c.head(f"/distill/resolve/{commit}/{WEIGHTS}")
+        assert head.status_code == 200 and head.content == b""
+        assert head.headers["x-repo-commit"] == commit
+        assert head.headers["etag"] == f'"{entry.sha256}"'
+        assert head.headers["content-length"] == str(entry.size)
+        assert head.headers["accept-ranges"] == "bytes"
+        # By alias: a relative redirect to the commit's URL, which the client follows.
+        moved = c.head(f"/distill/resolve/staging/{WEIGHTS}")
+        assert moved.status_code == 307
+        assert moved.headers["location"] == f"/hf/distill/resolve/{commit}/{WEIGHTS}"
+        assert moved.headers["x-repo-commit"] == commit
+        part = c.get(f"/distill/resolve/%5E1.0/{WEIGHTS}", headers={"Range": "bytes=10-19"})
+        assert part.status_code == 206 and part.headers["x-repo-commit"] == commit
+        assert part.content == hf.hub.read_entry(info, entry)[10:20]
+        card = c.get(f"/sentenialx/distill/resolve/{commit}/README.md")
+        assert card.status_code == 200 and card.content.startswith(b"# Threat student")
+        for url, code in [(f"/distill/resolve/{commit}/..%2F..%2Fregistry.db", "EntryNotFound"),
+                          (f"/distill/resolve/{'v' * 5000}/{WEIGHTS}", "RevisionNotFound"),
+                          (f"/distill/resolve/{'f' * 40}/{WEIGHTS}", "RevisionNotFound"),
+                          ("/api/models/distill/revision/%00", "RevisionNotFound"),
+                          ("/api/models/..%2Fetc/revision/main", "RepoNotFound"),
+                          (f"/api/models/sentenialx/{'x' * 300}", "RepoNotFound")]:
+            r = c.get(url)
+            assert r.status_code == 404 and r.headers.get("x-error-code") == code, (url, r.text)
+            assert isinstance(r.json()["error"], str)

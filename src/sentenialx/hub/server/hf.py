@@ -273,4 +273,12 @@ def resolve_file(request: Request) -> Response:
     return resp
 
 
+@router.api_route("/{rest:path}", methods=["GET", "HEAD"])
+def no_such_repo(request: Request) -> Response:
+    """Anything else under /hf names no repo (listed last: it only catches the rest)."""
+    request.state.hf_stage = "repo"
+    _principal(request)
+    raise NotFound(f"no repository or route at {request.url.path[:300]!r}", what="model")
+
+
 __all__ = ["PREFIX", "TREE_PAGE", "router"]
