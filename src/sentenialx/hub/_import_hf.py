@@ -130,7 +130,7 @@ def _repo_id_of_folder(folder: Path) -> str:
     return folder.name.removeprefix("models--").replace("--", "/", 1)
 
 
-def _blob_file(repo: Path, snapshot: Path, p: Path, rel: str) -> _File:
+def _blob_file(repo: Path, p: Path, rel: str) -> _File:
     blobs = (repo / "blobs").resolve()
     if not p.is_symlink():
         raise InvalidInput(f"{p}: a copy, not a link to the cache's blobs, so nothing records"
@@ -176,7 +176,7 @@ def _snapshot(repo: Path, snap: Path, refs: dict[str, list[str]]) -> _Revision:
     commit = snap.name
     if not COMMIT_RE.match(commit):
         raise InvalidInput(f"{snap}: a snapshot folder is named by its 40-hex commit")
-    files = [_blob_file(repo, snap, p, rel) for rel, p in _walk(snap)]
+    files = [_blob_file(repo, p, rel) for rel, p in _walk(snap)]
     if not files:
         raise InvalidInput(f"{snap} holds no files")
     return _Revision(_repo_id_of_folder(repo), commit, files, sorted(refs.get(commit, [])),

@@ -87,12 +87,12 @@ def _error_response(request: Request, exc: HubError) -> Response:
         commit = getattr(request.state, "hf_commit", None)
         if stage == "entry" and commit:
             headers["X-Repo-Commit"] = commit
-    elif isinstance(exc, Unauthenticated):
+    headers["X-Error-Message"] = _header_text(message)
+    if isinstance(exc, Unauthenticated):
         headers["WWW-Authenticate"] = 'Bearer realm="sentenialx"'
         if request.headers.get("authorization") is not None:
-            # What huggingface_hub expects for a bad token (it is not a missing repo).
-            message = "Invalid credentials in Authorization header"
-    headers["X-Error-Message"] = _header_text(message)
+            # The words huggingface_hub reads as "bad token" rather than "no such repo".
+            headers["X-Error-Message"] = "Invalid credentials in Authorization header"
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
@@ -180,7 +180,7 @@ def list_models(request: Request) -> list[dict[str, Any]]:
             for m in hub_of(request).models() if tok.may_see(str(m["model"]))]
 
 
-def _repo_doc(request: Request, hub: Hub, info: VersionInfo) -> dict[str, Any]:
+def _repo_doc(hub: Hub, info: VersionInfo) -> dict[str, Any]:
     commit = _hf.commit_of(info)
     repo_id = _hf.repo_id_for(info.model)
     siblings = []
@@ -200,14 +200,14 @@ def _repo_doc(request: Request, hub: Hub, info: VersionInfo) -> dict[str, Any]:
 def model_info(request: Request) -> dict[str, Any]:
     """The latest version as a repo: ``sha`` and ``siblings``."""
     hub, info = _start(request, "main")
-    return _repo_doc(request, hub, info)
+    return _repo_doc(hub, info)
 
 
 @_ns_routes("/api/models/{name}/revision/{rev}", methods=["GET"])
 def revision_info(request: Request) -> dict[str, Any]:
     """The version a revision names, as a repo: ``sha`` and ``siblings``."""
     hub, info = _start(request, str(request.path_params["rev"]))
-    return _repo_doc(request, hub, info)
+    return _repo_doc(hub, info)
 
 
 def _tree_entries(info: VersionInfo, sub: str, recursive: bool) -> list[dict[str, Any]]:
