@@ -501,3 +501,31 @@ def test_resolve_headers_redirects_and_bad_input(hf: HfServed) -> None:
             r = c.get(url)
             assert r.status_code == 404 and r.headers.get("x-error-code") == code, (url, r.text)
             assert isinstance(r.json()["error"], str)
+
+
+def test_tree_folders_cards_and_revoked_versions(hf: HfServed) -> None:
+    old = hf.hub.resolve("distill@1.0.0")
+    with httpx.Client(base_url=hf.endpoint, timeout=30,
+                      headers={"Authorization": f"Bearer {hf.token}"}) as c:
+        top = c.get("/api/models/tiny-bert/tree/main", params={"cursor": "0"})
+        paths = [e["path"] for e in top.json()]
+        rest = c.get(top.links["next"]["url"]).json() if "next" in top.links else []
+        listing = {e["path"]: e["type"] for e in top.json() + rest}
+        assert listing["docs"] == "directory" and "docs/notes.txt" not in listing
+        assert paths == sorted(paths)
+        sub = c.get("/api/models/tiny-bert/tree/main/docs").json()
+        assert [(e["path"], e["type"]) for e in sub] == [("docs/notes.txt", "file")]
+        assert c.get("/api/models/tiny-bert/tree/main/nope").headers["x-error-code"] == \
+            "EntryNotFound"
+        # A version without a Markdown report has no README.md; one with it does.
+        names = [s["rfilename"] for s in c.get("/api/models/distill/revision/1.0.0").json()
+                 ["siblings"]]
+        assert names == ["threat_student_v1.0.0.onnx"]
+        # A revoked version is not served, not even by its commit.
+        hf.hub.revoke(old.ref, reason="test")
+        try:
+            r = c.get(f"/api/models/distill/revision/{_hf.commit_of(old)}")
+            assert r.status_code == 404 and r.headers["x-error-code"] == "RevisionNotFound"
+        finally:
+            hf.hub.unrevoke(old.ref)
+        assert c.get(f"/api/models/distill/revision/{_hf.commit_of(old)}").status_code == 200
