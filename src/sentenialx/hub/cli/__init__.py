@@ -222,5 +222,9 @@ def _register_commands() -> None:
 
     _models.models.add_command(_mlflow.import_mlflow)
 
+    from sentenialx.hub.cli import hf as _hf  # `models import-hf` (issue 11)
+
+    _models.models.add_command(_hf.import_hf)
+
 
 _register_commands()

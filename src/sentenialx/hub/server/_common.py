@@ -191,15 +191,19 @@ def find_entry(info: VersionInfo, path: str) -> FileEntry:
 
 
 def stream_entry(request: Request, hub: Hub, info: VersionInfo, entry: FileEntry, *,
-                 content_type: str = "application/octet-stream", inline: bool = False
-                 ) -> Response:
+                 content_type: str = "application/octet-stream", inline: bool = False,
+                 verified: bool = False) -> Response:
     """Stream a version's file from the store (ETag, Range, conditional requests).
+
+    ``verified=True`` is for clients that do not hash what they download (the HF and
+    OCI ones): the bytes are hashed against the manifest while sent, and a file that no
+    longer matches is never sent whole (:meth:`Hub.verified_byte_source`).
 
     Raises:
         NotFound: the file is missing from the store.
         StoreUnavailable: its size differs from the manifest.
     """
-    size, opener = hub.byte_source(info, entry)
+    size, opener = (hub.verified_byte_source if verified else hub.byte_source)(info, entry)
     return file_response(request.headers, entry, size=size, opener=opener,
                          filename=Path(entry.path).name, content_type=content_type,
                          inline=inline)

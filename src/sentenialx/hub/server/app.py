@@ -173,10 +173,10 @@ def create_app(hub: Hub, *, tokens: TokenChecker | None = None, anonymous_read: 
     _install_errors(app)
     _install_security_headers(app)
     _api_routes(app)
-    from sentenialx.hub.server import oci, web
+    from sentenialx.hub.server import hf, oci, web
 
-    app.include_router(oci.router)
-
+    app.include_router(oci.router)  # read-only OCI registry under /v2/ (issue 11)
+    app.include_router(hf.router)  # HF_ENDPOINT={server}/hf (issue 11)
     app.include_router(web.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     return app
