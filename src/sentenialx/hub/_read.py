@@ -175,6 +175,39 @@ class Reader(Part):
                                  hint=f"run `sentenialx models fsck {info.model}`")
         return data
 
+    def save_entry(self, info: VersionInfo, entry: FileEntry, dest: Path, *,
+                   progress: Progress | None = None) -> Path:
+        """Stream one file of a resolved version to ``dest``, hashed while written.
+
+        Memory stays at a few chunks whatever the file size. The bytes land under a
+        temporary name beside ``dest`` and are renamed into place only once their size
+        and sha256 match the manifest, so ``dest`` never holds unverified bytes.
+        """
+        import tempfile
+
+        from sentenialx.hub.hashing import copy_and_hash
+
+        if self.cache is not None:
+            src: IO[bytes] = open(self.cached(info, entry, progress=progress), "rb")  # noqa: SIM115
+        else:
+            src = self.store.open_entry(info, entry)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+        try:
+            with src, os.fdopen(fd, "wb") as out:
+                got = copy_and_hash(cast(Any, src), out, progress=progress)
+            if got.size != entry.size or got.sha256 != entry.sha256:
+                if self.cache is not None:
+                    self.cache.drop(entry.sha256)
+                raise IntegrityError(path=entry.path, expected=entry.sha256, actual=got.sha256,
+                                     hint=f"run `sentenialx models fsck {info.model}`")
+            os.chmod(tmp, 0o644)  # mkstemp's 0600 would make a shared download unreadable
+            os.replace(tmp, dest)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return dest
+
     def read_files(self, ref: str, *, include_revoked: bool = False,
                    roles: Sequence[str] = ("weights", "config"),
                    trust: str | None = None) -> dict[str, bytes]:

@@ -529,6 +529,21 @@ class Hub:
         """
         return self._reader.read_entry(info, entry)
 
+    def save_entry(self, info: VersionInfo, entry: FileEntry, dest: str | os.PathLike[str], *,
+                   progress: Progress | None = None) -> Path:
+        """Write one file of a resolved version to ``dest``, streamed and verified.
+
+        Like :meth:`read_entry` but in bounded memory: ``dest`` appears (by rename) only
+        once the bytes written matched the manifest. No trust check, as for
+        :meth:`read_entry`.
+
+        Raises:
+            NotFound: the file is missing from the store.
+            IntegrityError: its bytes differ from the manifest (``dest`` is untouched).
+            OSError: ``dest``'s folder cannot be written.
+        """
+        return self._reader.save_entry(info, entry, Path(dest), progress=progress)
+
     def read_files(self, ref: str, *, include_revoked: bool = False,
                    roles: Sequence[str] = ("weights", "config"),
                    trust: str | None = None) -> dict[str, bytes]:

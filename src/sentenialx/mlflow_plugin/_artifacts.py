@@ -2,8 +2,8 @@
 
 Every byte handed to MLflow comes through the Hub's read path: the version is resolved
 (a revoked one is refused), the trust policy applied once, then each file is read once,
-hashed and matched to the manifest (``Hub.read_entry``) before it is written to the
-destination, under a temporary name renamed into place. A file that does not match
+streamed, hashed and matched to the manifest (``Hub.save_entry``) under a temporary
+name that is renamed into place only when it matched, in bounded memory. A file that does not match
 raises, and the files of that download already written are removed again.
 
 Artifact paths are the version's manifest paths, with a folder version's own folder
@@ -13,7 +13,6 @@ and imported into the hub downloads as MLflow laid it out.
 
 from __future__ import annotations
 
-import os
 import tempfile
 from pathlib import Path
 from typing import Any, NoReturn
@@ -100,9 +99,9 @@ class HubArtifactRepository(ArtifactRepository):  # type: ignore[misc]
         written: list[Path] = []
         try:
             for p, entry in sorted(selected.items()):
+                target = _target(dst, p)
                 with translated():
-                    data = self.hub.read_entry(info, entry)  # read once, hashed, matched
-                written.append(_write(dst, p, data))
+                    written.append(self.hub.save_entry(info, entry, target))
         except BaseException:
             for w in written:
                 w.unlink(missing_ok=True)
@@ -118,9 +117,8 @@ class HubArtifactRepository(ArtifactRepository):  # type: ignore[misc]
                                   error_code=RESOURCE_DOES_NOT_EXIST)
         with translated():
             self.hub.check_trust(info)
-            data = self.hub.read_entry(info, entry)
-        target = Path(local_path).resolve()
-        _write(target.parent, target.name, data)
+            target = Path(local_path).resolve()
+            self.hub.save_entry(info, entry, _target(target.parent, target.name))
 
     def log_artifact(self, local_file: Any, artifact_path: Any = None) -> NoReturn:
         """Refused: a version's files are immutable."""
@@ -135,23 +133,14 @@ class HubArtifactRepository(ArtifactRepository):  # type: ignore[misc]
         read_only("delete_artifacts")
 
 
-def _write(dst: Path, rel: str, data: bytes) -> Path:
-    """Write ``data`` to ``dst/rel`` through a temporary name in the same folder, then rename."""
+def _target(dst: Path, rel: str) -> Path:
+    """``dst/rel``, refused if it would land outside ``dst``."""
     target = dst / rel
     target.parent.mkdir(parents=True, exist_ok=True)
     # Manifest paths are validated relative paths; a symlinked folder in dst must not
     # carry a write outside it either.
     if not target.parent.resolve().is_relative_to(dst):
         raise MlflowException(f"{target} leaves the destination {dst}", error_code=INVALID_STATE)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would make a shared download unreadable
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return target
 
 
