@@ -897,18 +897,15 @@ class Hub:
         """
         if key is None:
             return self._lifecycle.promote(ref, to=to, force=force, expect=expect, actor=actor)
-        if not isinstance(self._releases, Releases):
-            from sentenialx.hub.transport.http import local_only
-
-            raise local_only("promote --key", self.url)
+        rel = self._local_releases("promote --key")
         from sentenialx.hub.signing import load_private_key
 
         priv = load_private_key(Path(key), passphrase=passphrase)
         info = self.resolve(ref)
-        self._releases.check_alias_publishable(info, priv)
+        rel.check_alias_publishable(info, priv)
         results = self._lifecycle.promote(info.ref, to=to, force=force, expect=expect,
                                           actor=actor)
-        self._releases.publish_alias(info, to, priv)
+        rel.publish_alias(info, to, priv)
         return results
 
     # -- TUF (the repository side; see sentenialx.hub.tuf_repo) ----------------------------
@@ -918,11 +915,68 @@ class Hub:
         Raises:
             InvalidInput: the hub is served (its repository is on its host).
         """
+        return self._local_releases("tuf").tuf_repository()
+
+    def tuf_init(self, *, root_keys: Sequence[str | os.PathLike[str]], threshold: int = 1,
+                 targets_key: str | os.PathLike[str], online_dir: str | os.PathLike[str] | None = None,
+                 expiry: dict[str, timedelta] | None = None, passphrase: bytes | None = None
+                 ) -> dict[str, Any]:
+        """Create the hub's TUF repository (``sentenialx tuf init``).
+
+        ``root_keys`` and ``targets_key`` are offline private key PEMs (``keys generate``);
+        they sign root v1 and targets v1 and are not kept. New snapshot and timestamp keys
+        go to ``online_dir`` (default ``~/.config/sentenialx/tuf-online/<hub id>``), outside
+        the hub. ``targets`` delegates each model pattern of the trust policy to the
+        release keys trusted for it.
+
+        Raises:
+            AlreadyExists: the hub has a TUF repository.
+            InvalidInput: a key cannot be read, the threshold is out of range, or the online
+                folder is inside the hub.
+        """
+        from sentenialx.hub.signing import load_private_key
+
+        rel = self._local_releases("tuf init")
+        roots = [load_private_key(Path(k), passphrase=passphrase) for k in root_keys]
+        tkey = load_private_key(Path(targets_key), passphrase=passphrase)
+        return rel.tuf_init(root_keys=roots, threshold=threshold, targets_key=tkey,
+                            online_dir=Path(online_dir) if online_dir else None, expiry=expiry)
+
+    def tuf_delegate(self, targets_key: str | os.PathLike[str], *,
+                     passphrase: bytes | None = None) -> list[str]:
+        """Re-sign TUF ``targets`` from the trust policy (after ``keys trust`` / ``revoke``).
+
+        Raises:
+            NotFound: no TUF repository.
+            SignatureError: not the hub's targets key.
+        """
+        from sentenialx.hub.signing import load_private_key
+
+        rel = self._local_releases("tuf delegate")
+        return rel.tuf_delegate(load_private_key(Path(targets_key), passphrase=passphrase))
+
+    def tuf_rotate(self, *, old_keys: Sequence[str | os.PathLike[str]],
+                   new_keys: Sequence[str | os.PathLike[str]], threshold: int | None = None,
+                   passphrase: bytes | None = None) -> int:
+        """Write the next TUF root with ``new_keys``, signed by the old and the new threshold.
+
+        Raises:
+            SignatureError: a threshold is not met (nothing is written).
+        """
+        from sentenialx.hub.signing import load_private_key
+
+        repo = self.tuf_repository()
+        return repo.rotate_root(
+            old_keys=[load_private_key(Path(k), passphrase=passphrase) for k in old_keys],
+            new_keys=[load_private_key(Path(k), passphrase=passphrase) for k in new_keys],
+            threshold=threshold)
+
+    def _local_releases(self, verb: str) -> Releases:
         if not isinstance(self._releases, Releases):
             from sentenialx.hub.transport.http import local_only
 
-            raise local_only("tuf", self.url)
-        return self._releases.tuf_repository()
+            raise local_only(verb, self.url)
+        return self._releases
 
     def tuf_metadata(self, name: str, *, online_keys: str | os.PathLike[str] | None = None
                      ) -> bytes:

@@ -172,6 +172,38 @@ class Releases(Part):
 
         return TufRepository(self.root)
 
+    def tuf_init(self, *, root_keys: Sequence[Any], threshold: int, targets_key: Any,
+                 online_dir: Path | None = None, expiry: dict[str, Any] | None = None
+                 ) -> dict[str, Any]:
+        """Create the hub's TUF repository, delegating to the release keys the policy trusts.
+
+        Raises:
+            AlreadyExists: it exists already.
+            InvalidInput: see :meth:`TufRepository.init`.
+        """
+        from sentenialx.hub.tuf_repo import online_keys_dir
+
+        hub_id = str(self.index.state()["hub_id"])
+        repo = self.tuf_repository()
+        out = repo.init(hub_id=hub_id, root_keys=root_keys, threshold=threshold,
+                        targets_key=targets_key, trusted=self.trust_store().keys(),
+                        online_dir=online_dir or online_keys_dir(hub_id), expiry=expiry)
+        self.index.append_event("trust", "", "", actor=default_actor(),
+                                payload={"action": "tuf-init", "roles": out["roles"],
+                                         "threshold": threshold})
+        return out
+
+    def tuf_delegate(self, targets_key: Any) -> list[str]:
+        """Re-sign the TUF targets role with delegations from the trust policy as it is now.
+
+        Raises:
+            NotFound: no TUF repository.
+            SignatureError: not the targets key.
+        """
+        repo = self.tuf_repository()
+        return repo.delegate(targets_key=targets_key, trusted=self.trust_store().keys(),
+                             online=self._online_keys(repo) if repo.exists else None)
+
     def _online_keys(self, repo: TufRepository) -> dict[str, Any] | None:
         # The publisher refreshes snapshot and timestamp when the online keys are on this
         # machine; otherwise the server does on the next metadata request.

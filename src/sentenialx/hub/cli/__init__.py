@@ -218,6 +218,9 @@ def _register_commands() -> None:
     from sentenialx.hub.cli import copy as _copy  # `models copy` (issue 5)
 
     _models.models.add_command(_copy.copy)
+    from sentenialx.hub.cli import tuf as _tuf  # `tuf init|root|rotate|delegate|status` (issue 10)
+
+    cli.add_command(_tuf.tuf)
 
 
 _register_commands()
