@@ -188,9 +188,9 @@ class Releases(Part):
         out = repo.init(hub_id=hub_id, root_keys=root_keys, threshold=threshold,
                         targets_key=targets_key, trusted=self.trust_store().keys(),
                         online_dir=online_dir or online_keys_dir(hub_id), expiry=expiry)
-        self.index.append_event("trust", "", "", actor=default_actor(),
-                                payload={"action": "tuf-init", "roles": out["roles"],
-                                         "threshold": threshold})
+        # Recorded like any trust change (the policy itself is unchanged).
+        self.save_trust(self.trust_store(), action="tuf-init",
+                        detail={"roles": out["roles"], "threshold": threshold})
         return out
 
     def tuf_delegate(self, targets_key: Any) -> list[str]:

@@ -282,7 +282,9 @@ def build_inference_pipeline(hub: Hub | str | None = None, *, encoder: str = "en
             from sentenialx.hub.errors import InvalidInput
 
             raise InvalidInput("tuf_root= needs hub='http://…' (the served hub's URL)")
-        hub = Hub.open(hub, tuf_root=tuf_root)
+        opened: Hub = Hub.open(hub, tuf_root=tuf_root)
+        hub = opened
+    assert not isinstance(hub, str)
     return ThreatClassifier(hub, encoder=encoder, classifier=classifier, lora=lora,
                             follow=follow, trust=trust, state_guard=state_guard)
 
