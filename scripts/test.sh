@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 # Debian's chromium for the browser tests (Playwright drives /usr/bin/chromium).
 scripts/install-chromium.sh
+# Debian's faketime for the TUF freeze tests (a client clock past the timestamp's expiry).
+scripts/install-faketime.sh
 export SENTENIALX_SERVICES_DIR=${SENTENIALX_SERVICES_DIR:-$(mktemp -d /tmp/sentenialx-services.XXXXXX)}
 mkdir -p "$SENTENIALX_SERVICES_DIR"
 chmod 755 "$SENTENIALX_SERVICES_DIR"

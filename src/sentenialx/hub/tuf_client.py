@@ -137,6 +137,7 @@ class TufClient:
         self.source = f"TUF repository {self.url}/tuf/"
         self._updater: Any = None
         self._verified: dict[tuple[str, str, str], VersionInfo] = {}
+        self._models: set[str] = set()
 
     # -- the Updater ----------------------------------------------------------------------
     def refresh(self) -> int:
@@ -159,6 +160,10 @@ class TufClient:
                         str(self.targets_dir), f"{self.url}/tuf/targets/",
                         bootstrap=None if have else self.root_bytes)
             u.refresh()
+            # Delegated metadata loads lazily: load it now for every model asked about, so
+            # a refused refresh leaves the last verified state (the old Updater) serving.
+            for model in sorted(self._models):
+                u.get_targetinfo(f"{model}/aliases.json")
         except Exception as exc:  # noqa: BLE001 - every failure becomes a named refusal
             raise refusal(exc, what=self.source) from None
         self._updater = u
@@ -251,6 +256,7 @@ class TufClient:
         """
         validate_name(model)
         got = self.doc(f"{model}/aliases.json")
+        self._models.add(model)
         if got is None:
             raise NotFound(f"{model} has no release published over TUF at {self.url}",
                            what="model", name=model)
