@@ -23,14 +23,16 @@ import hashlib
 import json
 import os
 import re
+import secrets
 from pathlib import Path
 from typing import IO, Any, NoReturn
 from urllib.parse import urlsplit
 
 from sentenialx.hub import _untrusted as U
-from sentenialx.hub.cache import BlobCache, default_cache_dir
+from sentenialx.hub.cache import BlobCache, default_cache_dir, make_parents
 from sentenialx.hub.errors import (
     HubError,
+    IntegrityError,
     InvalidInput,
     NotFound,
     SignatureError,
@@ -75,6 +77,11 @@ def read_root(root: str | os.PathLike[str] | bytes) -> bytes:
     if not isinstance(md.signed, Root):
         raise InvalidInput(f"the TUF root is {md.signed.type} metadata, not root")
     return data
+
+
+def _proxied() -> bool:
+    return any(os.environ.get(k) for k in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY",
+                                           "http_proxy", "https_proxy", "all_proxy"))
 
 
 _ROLLBACK = re.compile(r"must be >=|Expected \S+\.json version|Expected root version")
@@ -234,18 +241,83 @@ class TufClient:
             hit = self.cache.get(entry.sha256, entry.size)
             if hit is not None:
                 return hit
-            tmp = self.cache.partial_path(entry.sha256).with_suffix(".tuf")
-            tmp.parent.mkdir(parents=True, exist_ok=True)
+            if not _proxied():
+                return self._stream(tf, entry)
+            final = self.cache.path(entry.sha256)
+            make_parents(self.cache.root, final)
+            tmp = final.with_name(f".{final.name}.{secrets.token_hex(6)}.tuf")
             try:
+                # The Updater checks length and sha256 against the signed metadata before
+                # it writes here; rename() then replaces (never follows) what is at the
+                # cache name, and the cache hashes the file once more as it admits it.
                 self.updater.download_target(tf, filepath=str(tmp))
+                os.replace(tmp, final)
             except Exception as exc:  # noqa: BLE001 - every failure becomes a named refusal
-                tmp.unlink(missing_ok=True)
                 raise refusal(exc, what=path, target=True) from None
-            try:
-                with open(tmp, "rb") as f:
-                    return Path(self.cache.put(entry.sha256, entry.size, f, name=entry.path))
             finally:
                 tmp.unlink(missing_ok=True)
+            got = self.cache.get(entry.sha256, entry.size)
+            if got is None:
+                raise UpdateRefused(f"tampered bytes: {path} changed in the cache as it was"
+                                    " admitted", attack="tampered bytes")
+            return Path(got)
+
+    def _stream(self, tf: Any, entry: FileEntry) -> Path:
+        """Stream a large target into the verified cache in one pass, resumably.
+
+        The Updater decided what the bytes must be (``tf``: length and sha256 from signed
+        metadata); they are fetched from the URL it would use (consistent snapshot:
+        ``<dir>/<sha256>.<name>``), hashed as they are written, and admitted only if they
+        are exactly those. This is the served client's download (Range resume, one pass)
+        instead of ``Updater.download_target``, which spools to a temporary file,
+        re-reads it to hash it and copies it (three passes over a large file).
+        """
+        import http.client
+        from urllib.parse import quote
+
+        from sentenialx.hub.transport.http import _Broken, _pump, _StdlibBody
+
+        sha = str(tf.hashes["sha256"])
+        folder, sep, base = tf.path.rpartition("/")
+        url = urlsplit(f"{self.url}/tuf/targets/{quote(f'{folder}{sep}{sha}.{base}')}")
+        w = self.cache.begin(sha, int(tf.length), name=entry.path)
+        conn_cls = (http.client.HTTPSConnection if url.scheme == "https"
+                    else http.client.HTTPConnection)
+        conn = conn_cls(url.netloc, timeout=60)
+        try:
+            headers = {"Range": f"bytes={w.have}-", "If-Range": f'"{sha}"'} if w.have else {}
+            try:
+                conn.request("GET", url.path, headers=headers)
+                resp = conn.getresponse()
+            except (OSError, http.client.HTTPException) as exc:
+                raise StoreUnavailable(f"{tf.path}: download failed: {exc}", where=self.url
+                                       ) from None
+            body = _StdlibBody(resp)
+            if resp.status == 200:
+                w.restart()
+            elif resp.status != 206 or not w.have or \
+                    body.headers.get("content-range", "").split(" ")[-1].split("-")[0] != \
+                    str(w.have):
+                raise StoreUnavailable(f"{tf.path}: HTTP {resp.status} from {self.url}",
+                                       where=self.url)
+            try:
+                _pump(body, w, path=entry.path, expected=sha, progress=None)
+            except _Broken as exc:
+                raise StoreUnavailable(f"{tf.path}: the connection broke at {w.have} bytes"
+                                       f" ({exc}); try again to resume", where=self.url
+                                       ) from None
+            if w.have < w.size:
+                raise StoreUnavailable(f"{tf.path}: the connection closed at {w.have} of"
+                                       f" {w.size} bytes; try again to resume", where=self.url)
+            return Path(w.commit())
+        except IntegrityError as exc:
+            w.discard()
+            raise UpdateRefused(f"tampered bytes: {tf.path}: {exc} (the bytes served are not"
+                                " the ones the release key signed)", attack="tampered bytes"
+                                ) from None
+        finally:
+            w.close()
+            conn.close()
 
     # -- releases -------------------------------------------------------------------------
     def aliases(self, model: str) -> dict[str, Any]:
