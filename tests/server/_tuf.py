@@ -14,7 +14,6 @@ import http.client
 import http.server
 import os
 import random
-import shutil
 import stat
 import threading
 from datetime import timedelta
@@ -175,7 +174,3 @@ class Edge:
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def copy_tree(src: Path, dst: Path) -> None:
-    shutil.copytree(src, dst)

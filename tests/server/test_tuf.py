@@ -300,3 +300,24 @@ def test_status_init_twice_and_promote_key_without_a_repository(edge: Edge, tmp_
     plain.register("distill", edge.weights(edge.v1), metadata={"metrics": {"accuracy": 0.97}})
     with pytest.raises(NotFound, match="no TUF repository"):
         plain.promote("distill@1.0.0", key=edge.key("release"))
+
+
+def test_delegate_maps_the_trust_policy_to_release_roles(edge: Edge, tmp_path: Path):
+    from sentenialx.hub.signing import generate_keypair
+
+    generate_keypair(tmp_path / "enc.pem", tmp_path / "enc.pub")
+    assert run_cli("keys", "trust", tmp_path / "enc.pub", "--model", "encoder", "--hub",
+                   edge.hub.root).exit_code == 0
+    v = edge.release("encoder", key=None, name="encoder.onnx")
+    # Trusted locally, but not yet delegated over TUF: signing publishes nothing.
+    assert edge.hub.sign(v.ref, tmp_path / "enc.pem")["tuf"].startswith("not published")
+    wrong = run_cli("tuf", "delegate", "--hub", edge.hub.root, "--targets-key", edge.key("root1"))
+    assert wrong.exit_code == 7 and "not the targets key" in wrong.output
+    r = run_cli("tuf", "delegate", "--hub", edge.hub.root, "--targets-key", edge.key("targets"))
+    assert r.exit_code == 0 and "release-encoder" in r.output
+    assert edge.hub.sign(v.ref, tmp_path / "enc.pem")["tuf"] == "published in release-encoder"
+    client = Hub.open(edge.url, tuf_root=edge.root_json)
+    assert client.open_bytes("encoder") == edge.weights(v).read_bytes()
+    # The encoder key was delegated encoder only: it cannot publish distill releases.
+    with pytest.raises(SignatureError, match="not one TUF delegates 'distill'"):
+        edge.hub.promote(edge.v1.ref, to="staging", key=tmp_path / "enc.pem")

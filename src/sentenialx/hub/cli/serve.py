@@ -212,6 +212,10 @@ def pull(src: str, refs: tuple[str, ...], to: str | None, aliases: bool, include
     if tuf_root:
         from sentenialx.hub.hub import Hub
 
+        if hub_key:
+            raise InvalidInput("--hub-key and --tuf-root do not go together: over TUF the"
+                               " signed timestamp and snapshot replace the hub's signed state")
+
         _copy(Hub.open(src, tuf_root=tuf_root), _open_any(to), refs, include_revoked, aliases,
               as_json)
         return
