@@ -213,6 +213,11 @@ def test_release_role_signed_by_an_untrusted_key(edge: Edge, tmp_path: Path):
     r = pull(edge, "distill@production", tmp_path / "dest")
     assert r.exit_code == 13 and "untrusted key" in r.output
     assert dest_versions(tmp_path / "dest") == []
+    # The release team's next publication never re-signs the forged file into trust.
+    v3 = edge.release(key=None)
+    with pytest.raises(SignatureError, match="not signed by the keys that delegate"):
+        edge.hub.promote(v3.ref, to="staging", key=edge.key("release"))
+    assert "not signed by the keys" in edge.hub.sign(v3.ref, edge.key("release"))["tuf"]
 
 
 def _faketime() -> str:

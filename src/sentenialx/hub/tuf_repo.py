@@ -241,6 +241,29 @@ class TufRepository:
         self._need()
         return self.metadata_bytes(f"{self.latest_version('root')}.root.json")
 
+    def verified(self, role: str) -> Metadata[Any]:
+        """The newest ``targets`` or release role metadata, checked against its delegator.
+
+        A writer builds the next version on this one, so a file someone put in the
+        metadata folder without the keys must never be re-signed into trust.
+
+        Raises:
+            SignatureError: the file on disk is not signed by the keys that delegate it.
+        """
+        from tuf.api.exceptions import UnsignedMetadataError
+
+        md = self.load(role)
+        try:
+            if role == "targets":
+                self.load("root").verify_delegate("targets", md)
+            else:
+                self.load("targets").verify_delegate(role, md)
+        except (UnsignedMetadataError, ValueError) as exc:
+            raise SignatureError(f"{self.metadata / f'{md.signed.version}.{role}.json'} is not"
+                                 f" signed by the keys that delegate {role} ({exc}): it was put"
+                                 " there without them; remove it before publishing") from None
+        return md
+
     def release_roles(self) -> list[tuple[str, Any]]:
         """``(role name, DelegatedRole)`` of the top-level targets, in delegation order."""
         self._need()
@@ -381,7 +404,7 @@ class TufRepository:
             if tkey.keyid not in root.roles["targets"].keyids:
                 raise SignatureError("that is not the targets key this hub's TUF root names;"
                                      " give the offline targets key")
-            md = self.load("targets")
+            md = self.verified("targets")
             md.signed.version += 1
             md.signed.expires = now() + self.expiry("targets")
             md.signed.delegations = _delegations(trusted)
@@ -458,7 +481,7 @@ class TufRepository:
             probe = f"{model}/aliases.json"
             role = self.role_of(model, signer_key)
             if self.latest_version(role):
-                md = self.load(role)
+                md = self.verified(role)
                 md.signed.version += 1
             else:
                 md = m.Metadata(m.Targets(version=1, expires=now()))
@@ -506,7 +529,7 @@ class TufRepository:
         role = self.role_of(info.model, signer_key)
         rec = None
         if self.latest_version(role):
-            rec = self.load(role).signed.targets.get(f"{info.model}/{info.version}.json")
+            rec = self.verified(role).signed.targets.get(f"{info.model}/{info.version}.json")
         if rec is None or (rec.custom or {}).get("digest") != info.digest:
             raise SignatureError(f"{info.ref} is not a release published by this key's role"
                                  f" {role}; sign it first with `sentenialx models sign {info.ref}"
