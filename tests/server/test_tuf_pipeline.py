@@ -24,7 +24,13 @@ from sentenialx.pipeline import build_inference_pipeline
 
 from ._tuf import Edge
 
-pytest.importorskip("tuf")
+try:
+    import tuf  # noqa: F401 - the `tuf` extra
+except ImportError:
+    if os.environ.get("CI") == "true":
+        raise
+    pytest.skip("python-tuf is not installed: pip install 'sentenialx[tuf]'",
+                allow_module_level=True)
 pytest.importorskip("onnxruntime")
 
 TEXTS = ["GET /index.html HTTP/1.1", "'; DROP TABLE users; --", "rm -rf / --no-preserve-root"]
