@@ -332,3 +332,19 @@ def test_delegate_maps_the_trust_policy_to_release_roles(edge: Edge, tmp_path: P
     # The encoder key was delegated encoder only: it cannot publish distill releases.
     with pytest.raises(SignatureError, match="not one TUF delegates 'distill'"):
         edge.hub.promote(edge.v1.ref, to="staging", key=tmp_path / "enc.pem")
+
+
+def test_cli_sign_and_promote_key_publish(edge: Edge, tmp_path: Path):
+    v = edge.release(key=None)
+    r = run_cli("models", "sign", v.ref, "--key", edge.key("release"), "--hub", edge.hub.root)
+    assert r.exit_code == 0 and "TUF: published in release-all" in r.output
+    client = Hub.open(edge.url, tuf_root=edge.root_json)
+    assert client.resolve("distill@production").version == "1.0.0"
+    assert client.resolve("distill").version == v.version  # latest published release
+    r = run_cli("models", "promote", v.ref, "--to", "production", "--key", edge.key("release"),
+                "--hub", edge.hub.root)
+    assert r.exit_code == 0, r.output
+    client.generation()
+    assert client.resolve("distill@production").version == v.version
+    r = run_cli("tuf", "status", "--hub", edge.hub.root)
+    assert r.exit_code == 0 and "release-all" in r.output and "timestamp" in r.output
