@@ -348,3 +348,30 @@ def test_cli_sign_and_promote_key_publish(edge: Edge, tmp_path: Path):
     assert client.resolve("distill@production").version == v.version
     r = run_cli("tuf", "status", "--hub", edge.hub.root)
     assert r.exit_code == 0 and "release-all" in r.output and "timestamp" in r.output
+
+
+def test_rotating_the_online_keys_locks_out_stolen_ones(edge: Edge, tmp_path: Path):
+    from datetime import UTC, datetime, timedelta
+
+    from tuf.api.metadata import Metadata, MetaFile, Timestamp
+
+    from sentenialx.hub.tuf_repo import signer_for
+
+    client = Hub.open(edge.url, tuf_root=edge.root_json)
+    old = client.open_bytes("distill@production")
+    stolen = edge.online
+    assert stolen is not None
+    r = run_cli("tuf", "rotate", "--hub", edge.hub.root, "--root-key", edge.key("root1"),
+                "--new-root-key", edge.key("root1"), "--new-online-keys", tmp_path / "online2")
+    assert r.exit_code == 0 and "--tuf-online-keys" in r.output
+    edge.server.server.config.app.state.tuf_online_keys = tmp_path / "online2"
+    client.generation()
+    assert client.open_bytes("distill@production") == old
+    # A mirror holding the stolen timestamp key signs a "newer" timestamp: refused.
+    ts = Metadata(Timestamp(version=10_000, expires=datetime.now(UTC) + timedelta(days=1),
+                            snapshot_meta=MetaFile(edge.repo.latest_version("snapshot"))))
+    ts.sign(signer_for(stolen["timestamp"]))
+    edge.replay("timestamp.json", ts.to_bytes())
+    with pytest.raises(UpdateRefused, match="below threshold"):
+        client.generation()
+    assert client.open_bytes("distill@1.0.0") == old

@@ -957,8 +957,12 @@ class Hub:
 
     def tuf_rotate(self, *, old_keys: Sequence[str | os.PathLike[str]],
                    new_keys: Sequence[str | os.PathLike[str]], threshold: int | None = None,
-                   passphrase: bytes | None = None) -> int:
+                   passphrase: bytes | None = None,
+                   new_online_dir: str | os.PathLike[str] | None = None) -> int:
         """Write the next TUF root with ``new_keys``, signed by the old and the new threshold.
+
+        ``new_online_dir`` also replaces the snapshot and timestamp keys with new ones
+        made there (the server is then told with ``serve --tuf-online-keys``).
 
         Raises:
             SignatureError: a threshold is not met (nothing is written).
@@ -969,7 +973,7 @@ class Hub:
         return repo.rotate_root(
             old_keys=[load_private_key(Path(k), passphrase=passphrase) for k in old_keys],
             new_keys=[load_private_key(Path(k), passphrase=passphrase) for k in new_keys],
-            threshold=threshold)
+            threshold=threshold, new_online_dir=Path(new_online_dir) if new_online_dir else None)
 
     def _local_releases(self, verb: str) -> Releases:
         if not isinstance(self._releases, Releases):

@@ -417,8 +417,13 @@ class TufRepository:
 
     def rotate_root(self, *, old_keys: Sequence[ec.EllipticCurvePrivateKey],
                     new_keys: Sequence[ec.EllipticCurvePrivateKey],
-                    threshold: int | None = None) -> int:
+                    threshold: int | None = None, new_online_dir: Path | None = None) -> int:
         """Write root N+1 with ``new_keys`` as its root keys, signed by the old and new thresholds.
+
+        With ``new_online_dir``, new snapshot and timestamp keys are made there and root
+        N+1 names them instead of the old ones (after a server compromise); snapshot and
+        timestamp are re-signed with them at once, and the server must be pointed at
+        the new folder (``serve --tuf-online-keys``).
 
         Raises:
             SignatureError: the old keys do not reach the current root threshold, or the
@@ -434,6 +439,9 @@ class TufRepository:
         want = threshold or min(len(new_keys), self.load("root").signed.roles["root"].threshold)
         if want < 1 or want > len(new_keys):
             raise InvalidInput(f"--threshold {want} needs between 1 and {len(new_keys)} new keys")
+        online: dict[str, Any] | None = None
+        if new_online_dir is not None:
+            online = self._new_online_keys(Path(new_online_dir))
         with self._locked():
             cur = self.load("root")
             new = m.Metadata.from_bytes(cur.to_bytes())
@@ -442,6 +450,10 @@ class TufRepository:
                 r.revoke_key(kid, "root")
             for k in new_keys:
                 r.add_key(tuf_key(k.public_key()), "root")
+            for role, key in (online or {}).items():
+                for kid in list(r.roles[role].keyids):
+                    r.revoke_key(kid, role)
+                r.add_key(tuf_key(key.public_key()), role)
             r.roles["root"].threshold = want
             r.version += 1
             r.expires = now() + self.expiry("root")
@@ -462,7 +474,34 @@ class TufRepository:
                     f" v{cur.signed.version} needs; nothing was written") from None
             new.verify_delegate("root", new)
             self._write_role("root", new)
+            if online is not None:
+                self._refresh_online_locked(online, force=True)
             return int(r.version)
+
+    def _new_online_keys(self, folder: Path) -> dict[str, Any]:
+        """Fresh snapshot and timestamp keys written to ``folder`` (outside the hub).
+
+        Raises:
+            InvalidInput: the folder is inside the hub.
+            AlreadyExists: a key file is already there.
+        """
+        from cryptography.hazmat.primitives.asymmetric import ec as _ec
+
+        from sentenialx.hub.signing import write_private_key
+
+        folder = folder.resolve()
+        hub = self.root.parent.resolve()
+        if folder == hub or hub in folder.parents:
+            raise InvalidInput(f"online keys folder {folder} is inside the hub folder; keep"
+                               " private keys outside it")
+        for role in ONLINE_ROLES:
+            if (folder / f"{role}.pem").exists():
+                raise AlreadyExists(f"{folder / (role + '.pem')} exists; new online keys go to"
+                                    " a new folder")
+        keys = {role: _ec.generate_private_key(_ec.SECP256R1()) for role in ONLINE_ROLES}
+        for role, key in keys.items():
+            write_private_key(key, folder / f"{role}.pem")
+        return keys
 
     def publish(self, model: str, signer_key: ec.EllipticCurvePrivateKey,
                 change: Callable[[dict[str, Any], Targets], None],

@@ -76,14 +76,21 @@ def root(hub_path: str | None) -> None:
 @click.option("--new-root-key", "new_keys", multiple=True, required=True, type=_KEY,
               help="A root key of the new root (repeat for several).")
 @click.option("--threshold", type=click.IntRange(min=1), help="The new root threshold.")
+@click.option("--new-online-keys", type=click.Path(path_type=Path, file_okay=False),
+              help="Also replace the snapshot and timestamp keys with new ones made in this"
+                   " (new) folder outside the hub; then serve with --tuf-online-keys DIR.")
 @click.option("--passphrase-env", metavar="VAR", help="The keys' passphrase is in $VAR.")
 @hub_option
 def rotate(old_keys: tuple[Path, ...], new_keys: tuple[Path, ...], threshold: int | None,
-           passphrase_env: str | None, hub_path: str | None) -> None:
+           new_online_keys: Path | None, passphrase_env: str | None, hub_path: str | None
+           ) -> None:
     """Write the next root with new root keys, signed by the old threshold and the new one."""
     v = open_hub(hub_path).tuf_rotate(old_keys=list(old_keys), new_keys=list(new_keys),
-                                      threshold=threshold, passphrase=_passphrase(passphrase_env))
-    click.echo(f"root v{v} written; clients that trust an older root update to it on refresh")
+                                      threshold=threshold, passphrase=_passphrase(passphrase_env),
+                                      new_online_dir=new_online_keys)
+    click.echo(f"root v{v} written; clients that trust an older root update to it on refresh"
+               + (f"; new online keys in {new_online_keys}: serve with --tuf-online-keys"
+                  if new_online_keys else ""))
 
 
 @tuf.command()
