@@ -8,6 +8,8 @@ scripts/setup.sh
 scripts/install-chromium.sh
 # Debian's skopeo for the OCI registry tests.
 scripts/install-skopeo.sh
+# Debian's faketime for the TUF freeze tests (a client clock past the timestamp's expiry).
+scripts/install-faketime.sh
 export SENTENIALX_SERVICES_DIR=${SENTENIALX_SERVICES_DIR:-$(mktemp -d /tmp/sentenialx-services.XXXXXX)}
 mkdir -p "$SENTENIALX_SERVICES_DIR"
 chmod 755 "$SENTENIALX_SERVICES_DIR"

@@ -145,6 +145,19 @@ class StateError(HubError):
 
 
 
+class UpdateRefused(StateError):
+    """A TUF client refused what a server or mirror sent; ``attack`` names what it looks like.
+
+    One of ``rollback``, ``freeze``, ``mix-and-match``, ``arbitrary release``,
+    ``untrusted key``, ``below threshold`` or ``tampered bytes``. Raised on the client
+    only (it never crosses HTTP as itself).
+    """
+
+    def __init__(self, message: str, *, attack: str = "") -> None:
+        super().__init__(message)
+        self.attack = attack
+
+
 class PermissionDenied(HubError, PermissionError):
     """The token lacks the scope or the model this needs (HTTP 403)."""
 

@@ -62,6 +62,8 @@ if TYPE_CHECKING:
         ServedTrust,
         ServedViews,
     )
+    from sentenialx.hub.tuf_client import TufClient
+    from sentenialx.hub.tuf_repo import TufRepository
 
 _role_in_folder = role_in_folder
 
@@ -103,6 +105,7 @@ class Hub:
         index = SqlIndex(index_url or f"sqlite:///{root_path / REGISTRY_DB}")
         self.core = Core(root_path, index=index, store=store, local=local, cache=cache)
         self._http: HttpClient | None = None
+        self._tuf: TufClient | None = None
         self._tokens: Tokens | None = Tokens(index)
         views = Views(self.core)
         releases = Releases(self.core, views=views)
@@ -166,6 +169,7 @@ class Hub:
         self.core = Core(store.root, index=cast(SqlIndex, index), store=store, local=None,
                          cache=client.cache, files=store.root)
         self._http = client
+        self._tuf = None
         self._tokens = None
         writes = HttpWrites(client, index)
         trust = ServedTrust(client.url)
@@ -178,10 +182,55 @@ class Hub:
         self._seed = writes
         return self
 
+    @classmethod
+    def tuf(cls, url: str, *, root: str | os.PathLike[str] | bytes,
+            cache_dir: str | os.PathLike[str] | None = None) -> Hub:
+        """The hub served at ``url`` read over TUF, trusting only ``root`` (a ``root.json``).
+
+        The same facade and read path as any hub, over parts that answer from metadata
+        verified by python-tuf's ``ngclient.Updater`` (see :mod:`sentenialx.hub.tuf_client`):
+        refs resolve through the model's ``aliases.json`` to releases whose OpenSSF
+        signature verifies with the keys TUF delegated for the model; files come through
+        the Updater into the verified cache. Read-only.
+
+        Raises:
+            InvalidInput: ``url`` is not http(s)://HOST[:PORT], or ``root`` is not TUF root.
+            NotFound: the root file does not exist.
+            MissingDependency: python-tuf (the ``tuf`` extra) is not installed.
+        """
+        from sentenialx.hub.tuf_client import TufBlobStore, TufClient, TufIndex, TufTrust, TufWrites
+
+        client = TufClient(url, root=root, cache_dir=cache_dir)
+        index = TufIndex(client)
+        store = TufBlobStore(client)
+        self = cls.__new__(cls)
+        # TufIndex implements the read side of the index protocol (it resolves refs
+        # itself); every part that would write is TufWrites, which refuses.
+        self.core = Core(store.root, index=cast(SqlIndex, index), store=store, local=None,
+                         cache=client.cache, files=store.root)
+        self._http = None
+        self._tuf = client
+        self._tokens = None
+        writes = cast(Any, TufWrites(client.url))
+        trust = cast(Any, TufTrust(client.url))
+        self._views = writes
+        self._releases = trust
+        self._registrar = writes
+        self._reader = Reader(self.core, trust=trust)
+        self._lifecycle = writes
+        self._maintenance = writes
+        self._seed = writes
+        return self
+
     @property
     def is_served(self) -> bool:
         """True for a hub reached over HTTP: its writes, policy and files are its host's."""
-        return self._http is not None
+        return self._http is not None or self.is_tuf
+
+    @property
+    def is_tuf(self) -> bool:
+        """True for a served hub read over TUF (:meth:`tuf`): its releases are verified here."""
+        return self._tuf is not None
 
     def _client(self, verb: str) -> HttpClient:
         if self._http is None:
@@ -193,6 +242,8 @@ class Hub:
     @property
     def url(self) -> str:
         """The served hub's URL, or the hub folder of a local one."""
+        if self._tuf is not None:
+            return self._tuf.url
         return self._http.url if self._http is not None else str(self.root)
 
     @property
@@ -303,13 +354,25 @@ class Hub:
 
     @classmethod
     def open_hub(cls, location: str | os.PathLike[str] | None = None, *,
-                 index: str | None = None) -> Hub:
+                 index: str | None = None,
+                 tuf_root: str | os.PathLike[str] | bytes | None = None) -> Hub:
         """Open (creating if needed) the hub at ``location``, ``$SENTENIALX_HUB`` or ./models/artifacts.
+
+        With ``tuf_root`` (a trusted ``root.json``), a served hub is read over TUF
+        (:meth:`tuf`) instead of trusting the server.
 
         Raises:
             StoreUnavailable: the folder or the index cannot be opened.
+            InvalidInput: ``tuf_root`` is given for a hub that is not served (http://…).
         """
         loc = location or os.environ.get("SENTENIALX_HUB") or DEFAULT_ROOT
+        is_url = isinstance(loc, str) and loc.startswith(("http://", "https://"))
+        if tuf_root is not None:
+            if not is_url:
+                from sentenialx.hub.errors import InvalidInput
+
+                raise InvalidInput(f"a TUF root applies to a served hub (http://…), not {loc}")
+            return cls.tuf(str(loc), root=tuf_root)
         if isinstance(loc, str) and loc.startswith(("http://", "https://")):
             # A served hub: the same facade over HTTP, token from $SENTENIALX_TOKEN.
             return cls.served(loc)
@@ -844,9 +907,172 @@ class Hub:
         return self._releases.check_gates(ref, to=to)
 
     def promote(self, ref: str, *, to: str = "production", force: bool = False,
-                expect: str | None = None, actor: str | None = None) -> list[GateResult]:
-        """Move alias ``to`` to ``ref`` if every gate passes (or ``force``, recorded as such)."""
-        return self._lifecycle.promote(ref, to=to, force=force, expect=expect, actor=actor)
+                expect: str | None = None, actor: str | None = None,
+                key: str | os.PathLike[str] | None = None,
+                passphrase: bytes | None = None) -> list[GateResult]:
+        """Move alias ``to`` to ``ref`` if every gate passes (or ``force``, recorded as such).
+
+        With ``key`` (a release key PEM), the move is also published to TUF clients: the
+        key's release role re-signs the model's ``aliases.json``. That is checked before
+        anything moves; without a key (or forced alone) TUF clients see no change.
+
+        Raises:
+            GateFailed: a gate failed and ``force`` is not set.
+            SignatureError: ``key`` has no TUF role for the model, or ``ref`` is not a
+                release it published.
+            NotFound: ``key`` is given and the hub has no TUF repository.
+        """
+        if key is None:
+            return self._lifecycle.promote(ref, to=to, force=force, expect=expect, actor=actor)
+        rel = self._local_releases("promote --key")
+        from sentenialx.hub.signing import load_private_key
+
+        priv = load_private_key(Path(key), passphrase=passphrase)
+        info = self.resolve(ref)
+        rel.check_alias_publishable(info, priv)
+        results = self._lifecycle.promote(info.ref, to=to, force=force, expect=expect,
+                                          actor=actor)
+        rel.publish_alias(info, to, priv)
+        return results
+
+    # -- TUF (the repository side; see sentenialx.hub.tuf_repo) ----------------------------
+    def tuf_repository(self) -> TufRepository:
+        """This hub's TUF repository (``exists`` is False before ``tuf init``).
+
+        Raises:
+            InvalidInput: the hub is served (its repository is on its host).
+        """
+        return self._local_releases("tuf").tuf_repository()
+
+    def tuf_init(self, *, root_keys: Sequence[str | os.PathLike[str]], threshold: int = 1,
+                 targets_key: str | os.PathLike[str], online_dir: str | os.PathLike[str] | None = None,
+                 expiry: dict[str, timedelta] | None = None, passphrase: bytes | None = None
+                 ) -> dict[str, Any]:
+        """Create the hub's TUF repository (``sentenialx tuf init``).
+
+        ``root_keys`` and ``targets_key`` are offline private key PEMs (``keys generate``);
+        they sign root v1 and targets v1 and are not kept. New snapshot and timestamp keys
+        go to ``online_dir`` (default ``~/.config/sentenialx/tuf-online/<hub id>``), outside
+        the hub. ``targets`` delegates each model pattern of the trust policy to the
+        release keys trusted for it.
+
+        Raises:
+            AlreadyExists: the hub has a TUF repository.
+            InvalidInput: a key cannot be read, the threshold is out of range, or the online
+                folder is inside the hub.
+        """
+        from sentenialx.hub.signing import load_private_key
+
+        rel = self._local_releases("tuf init")
+        roots = [load_private_key(Path(k), passphrase=passphrase) for k in root_keys]
+        tkey = load_private_key(Path(targets_key), passphrase=passphrase)
+        return rel.tuf_init(root_keys=roots, threshold=threshold, targets_key=tkey,
+                            online_dir=Path(online_dir) if online_dir else None, expiry=expiry)
+
+    def tuf_delegate(self, targets_key: str | os.PathLike[str], *,
+                     passphrase: bytes | None = None) -> list[str]:
+        """Re-sign TUF ``targets`` from the trust policy (after ``keys trust`` / ``revoke``).
+
+        Raises:
+            NotFound: no TUF repository.
+            SignatureError: not the hub's targets key.
+        """
+        from sentenialx.hub.signing import load_private_key
+
+        rel = self._local_releases("tuf delegate")
+        return rel.tuf_delegate(load_private_key(Path(targets_key), passphrase=passphrase))
+
+    def tuf_rotate(self, *, old_keys: Sequence[str | os.PathLike[str]],
+                   new_keys: Sequence[str | os.PathLike[str]], threshold: int | None = None,
+                   passphrase: bytes | None = None,
+                   new_online_dir: str | os.PathLike[str] | None = None) -> int:
+        """Write the next TUF root with ``new_keys``, signed by the old and the new threshold.
+
+        ``new_online_dir`` also replaces the snapshot and timestamp keys with new ones
+        made there (the server is then told with ``serve --tuf-online-keys``).
+
+        Raises:
+            SignatureError: a threshold is not met (nothing is written).
+        """
+        from sentenialx.hub.signing import load_private_key
+
+        repo = self.tuf_repository()
+        return repo.rotate_root(
+            old_keys=[load_private_key(Path(k), passphrase=passphrase) for k in old_keys],
+            new_keys=[load_private_key(Path(k), passphrase=passphrase) for k in new_keys],
+            threshold=threshold, new_online_dir=Path(new_online_dir) if new_online_dir else None)
+
+    def _local_releases(self, verb: str) -> Releases:
+        if not isinstance(self._releases, Releases):
+            from sentenialx.hub.transport.http import local_only
+
+            raise local_only(verb, self.url)
+        return self._releases
+
+    def tuf_metadata(self, name: str, *, online_keys: str | os.PathLike[str] | None = None
+                     ) -> bytes:
+        """One TUF metadata file by its URL name, refreshing snapshot/timestamp first if due.
+
+        With the online keys (``online_keys`` or the default folder), a request for
+        ``timestamp.json`` re-signs snapshot and timestamp when a role changed or half
+        their period is gone, so the server keeps them fresh without a timer.
+
+        Raises:
+            NotFound: no TUF repository, or no such metadata file.
+        """
+        import logging
+
+        repo = self.tuf_repository()
+        if not repo.exists:
+            raise NotFound(f"{self.root} publishes no TUF repository", what="tuf repository")
+        if name == "timestamp.json":
+            from sentenialx.hub.errors import HubError
+
+            try:
+                keys = repo.load_online_keys(Path(online_keys) if online_keys else None)
+                if keys is not None:
+                    repo.refresh_online(keys)
+            except (HubError, OSError) as exc:
+                # Clients then see the last signed metadata and refuse it once it expires.
+                logging.getLogger("sentenialx.tuf").warning("tuf: timestamp not refreshed: %s",
+                                                            exc)
+        return repo.metadata_bytes(name)
+
+    def tuf_target(self, path: str, sha256: str) -> tuple[FileEntry, int, Any]:
+        """A published TUF target's entry, stored size and byte opener (bytes as stored).
+
+        The target must be in the newest release metadata with this sha256; its bytes
+        come from where the hub keeps them (the blob store for release files and
+        signatures, ``tuf/targets`` for documents), never copied. Clients check them.
+
+        Raises:
+            NotFound: no published target has this path and sha256.
+        """
+        from sentenialx.hub._read import stored_bytes
+
+        repo = self.tuf_repository()
+        tf = repo.find_target(path) if repo.exists else None
+        if tf is None or tf.hashes.get("sha256") != sha256:
+            raise NotFound(f"no published TUF target {path[:200]} with sha256 {sha256[:12]}",
+                           what="tuf target", name=path[:200])
+        entry = FileEntry(path, int(tf.length), sha256, "other")
+        kind = (tf.custom or {}).get("kind")
+        if kind in ("aliases", "version"):
+            doc = repo.doc_path(path, sha256).relative_to(self.root).as_posix()
+            size, opener = stored_bytes(self.local, doc)
+            return entry, size, opener
+        model, _, rest = path.partition("/")
+        if kind == "signature":
+            info = self.index.get_version(model, rest.removesuffix(".sig"))
+            size, opener = stored_bytes(self.store, self.sig_key(info))
+            return entry, size, opener
+        version, _, file = rest.partition("/")
+        info = self.index.get_version(model, version)
+        stored = info.manifest.by_path().get(file)
+        if stored is None:
+            raise NotFound(f"{path[:200]} is not a file of {info.ref}", what="tuf target")
+        size, opener = self.byte_source(info, stored)
+        return entry, size, opener
 
 
 def _is_local_url(url: str) -> bool:

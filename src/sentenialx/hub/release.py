@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sentenialx.hub._core import Core, Part, default_actor
+from sentenialx.hub._core import Core, Part, default_actor, weights_entry
 from sentenialx.hub._views import Views
 from sentenialx.hub.errors import (
     InvalidInput,
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from sentenialx.hub.events import Event
     from sentenialx.hub.index.sql import SqlIndex
     from sentenialx.hub.store.local import LocalStore
+    from sentenialx.hub.tuf_repo import TufRepository
 
 log = logging.getLogger("sentenialx.trust")
 PROVENANCE_TYPE = "application/vnd.sentenialx.provenance+json"
@@ -126,14 +127,10 @@ class Releases(Part):
             self._signed_files(info)
 
     def _file_name(self, info: VersionInfo) -> str:
-        return info.stem if info.layout == "dir" else str(self.weights_entry(info).path)
+        return signed_name(info)
 
     def _signed_files(self, info: VersionInfo) -> list[tuple[str, str]]:
-        if info.layout == "dir":
-            prefix = info.stem + "/"
-            return [(f.path[len(prefix):], f.sha256) for f in info.files
-                    if f.path.startswith(prefix)]
-        return [(".", self.weights_entry(info).sha256)]
+        return signed_files(info)
 
     def sig_key(self, info: VersionInfo) -> str:
         """Store key of the version's ``.sig`` sidecar."""
@@ -162,7 +159,96 @@ class Releases(Part):
         self.index.append_event("sign", info.model, info.version, actor=actor or default_actor(),
                                 payload=payload)
         self.views.write_registry_json()
-        return {"ref": info.ref, "key_id": kid, "sig": str(self.root / self.sig_key(info))}
+        out = {"ref": info.ref, "key_id": kid, "sig": str(self.root / self.sig_key(info))}
+        published = self._publish_release(info, bundle, priv)
+        if published is not None:
+            out["tuf"] = published
+        return out
+
+    # -- TUF publishing (see sentenialx.hub.tuf_repo) --------------------------------------
+    def tuf_repository(self) -> TufRepository:
+        """The hub's TUF repository (it may not exist yet: see ``exists``)."""
+        from sentenialx.hub.tuf_repo import TufRepository
+
+        return TufRepository(self.root)
+
+    def tuf_init(self, *, root_keys: Sequence[Any], threshold: int, targets_key: Any,
+                 online_dir: Path | None = None, expiry: dict[str, Any] | None = None
+                 ) -> dict[str, Any]:
+        """Create the hub's TUF repository, delegating to the release keys the policy trusts.
+
+        Raises:
+            AlreadyExists: it exists already.
+            InvalidInput: see :meth:`TufRepository.init`.
+        """
+        from sentenialx.hub.tuf_repo import online_keys_dir
+
+        hub_id = str(self.index.state()["hub_id"])
+        repo = self.tuf_repository()
+        out = repo.init(hub_id=hub_id, root_keys=root_keys, threshold=threshold,
+                        targets_key=targets_key, trusted=self.trust_store().keys(),
+                        online_dir=online_dir or online_keys_dir(hub_id), expiry=expiry)
+        # Recorded like any trust change (the policy itself is unchanged).
+        self.save_trust(self.trust_store(), action="tuf-init",
+                        detail={"roles": out["roles"], "threshold": threshold})
+        return out
+
+    def tuf_delegate(self, targets_key: Any) -> list[str]:
+        """Re-sign the TUF targets role with delegations from the trust policy as it is now.
+
+        Raises:
+            NotFound: no TUF repository.
+            SignatureError: not the targets key.
+        """
+        repo = self.tuf_repository()
+        return repo.delegate(targets_key=targets_key, trusted=self.trust_store().keys(),
+                             online=self._online_keys(repo) if repo.exists else None)
+
+    def _online_keys(self, repo: TufRepository) -> dict[str, Any] | None:
+        # The publisher refreshes snapshot and timestamp when the online keys are on this
+        # machine; otherwise the server does on the next metadata request.
+        try:
+            return repo.load_online_keys()
+        except (SignatureError, InvalidInput, NotFound) as exc:
+            log.warning("tuf: online keys not used (%s); the server refreshes snapshot and"
+                        " timestamp", exc)
+            return None
+
+    def _publish_release(self, info: VersionInfo, bundle: bytes, priv: Any) -> str | None:
+        """Publish a just-signed version to TUF clients; the role name, a note, or None (no TUF)."""
+        repo = self.tuf_repository()
+        if not repo.exists:
+            return None
+        try:
+            role = repo.add_release(info, bundle, priv, online=self._online_keys(repo))
+        except SignatureError as exc:
+            log.warning("tuf: %s: %s", info.ref, exc)
+            return f"not published: {exc}"
+        return f"published in {role}"
+
+    def check_alias_publishable(self, info: VersionInfo, priv: Any) -> None:
+        """Refuse, before anything moves, an alias publication the key could not make.
+
+        Raises:
+            NotFound: the hub has no TUF repository.
+            SignatureError: the key has no release role for the model, or ``info`` is not a
+                release that role published.
+        """
+        repo = self.tuf_repository()
+        if not repo.exists:
+            raise NotFound(f"{self.root} has no TUF repository, so `--key` has nothing to"
+                           " publish to; create one with `sentenialx tuf init`",
+                           what="tuf repository")
+        repo.check_release(info, priv)
+
+    def publish_alias(self, info: VersionInfo, alias: str, priv: Any) -> str:
+        """Publish ``alias`` -> ``info`` to TUF clients, signed by the release key ``priv``.
+
+        Raises:
+            SignatureError: see :meth:`check_alias_publishable`.
+        """
+        repo = self.tuf_repository()
+        return repo.move_alias(info, alias, priv, online=self._online_keys(repo))
 
     def adopt_signature(self, ref: str, bundle: bytes, *, actor: str | None = None) -> dict[str, Any]:
         """Take a signature made elsewhere (``model_signing sign key``) as the version's ``.sig``."""
@@ -331,6 +417,20 @@ class Releases(Part):
                               f" {ev.payload['key_id'][:12]}")
         return GateResult("provenance", False, f"data digest {dd[:12]}… is recorded but not signed"
                           " by a trusted key (sign the version)")
+
+
+def signed_name(info: VersionInfo) -> str:
+    """The file or folder name an OpenSSF signature of ``info`` is made for."""
+    return info.stem if info.layout == "dir" else str(weights_entry(info).path)
+
+
+def signed_files(info: VersionInfo) -> list[tuple[str, str]]:
+    """The ``(path, sha256)`` resources a signature of ``info`` covers: what loaders read."""
+    if info.layout == "dir":
+        prefix = info.stem + "/"
+        return [(f.path[len(prefix):], f.sha256) for f in info.files
+                if f.path.startswith(prefix)]
+    return [(".", weights_entry(info).sha256)]
 
 
 def bound_subject_name(model: str, version: str, file_name: str) -> str:

@@ -207,6 +207,8 @@ class ThreatClassifier:
         """A local hub applies its trust policy (or our override); a served one its server's."""
         if not self.hub.is_served:
             return {"trust": self.trust}
+        if self.hub.is_tuf:
+            return {}  # every release is verified over TUF as it resolves
         if self.trust == "enforce":
             from sentenialx.hub.errors import SignatureError
 
@@ -250,14 +252,16 @@ def _labels(info: VersionInfo) -> list[str]:
     return []
 
 
-def build_inference_pipeline(hub: Hub | None = None, *, encoder: str = "encoder",
+def build_inference_pipeline(hub: Hub | str | None = None, *, encoder: str = "encoder",
                              classifier: str = "distill", lora: str | None = None,
                              follow: bool = True, trust: str | None = None,
-                             state_guard: Any = None) -> ThreatClassifier:
+                             state_guard: Any = None, tuf_root: Any = None) -> ThreatClassifier:
     """A threat classifier loaded from hub refs, following new releases if ``follow``.
 
     Args:
-        hub: the hub (default :meth:`Hub.open`).
+        hub: the hub, or where to open it (default :meth:`Hub.open`).
+        tuf_root: a trusted TUF ``root.json`` (path or bytes): read the served hub
+            ``hub`` over TUF; a refused refresh keeps the current model (``last_error``).
         encoder: ref of the text encoder (its featurizer settings and verified files).
         classifier: ref of the ONNX student, e.g. ``distill@production``.
         lora: ref of a LoRA adapter applied to the student's output layer, or None.
@@ -271,10 +275,16 @@ def build_inference_pipeline(hub: Hub | None = None, *, encoder: str = "encoder"
         SignatureError: the trust policy refuses the version.
         MissingDependency: onnxruntime is not installed.
     """
-    if hub is None:
+    if hub is None or isinstance(hub, str) or tuf_root is not None:
         from sentenialx.hub.hub import Hub
 
-        hub = Hub.open()
+        if tuf_root is not None and not isinstance(hub, str):
+            from sentenialx.hub.errors import InvalidInput
+
+            raise InvalidInput("tuf_root= needs hub='http://…' (the served hub's URL)")
+        opened: Hub = Hub.open(hub, tuf_root=tuf_root)
+        hub = opened
+    assert not isinstance(hub, str)
     return ThreatClassifier(hub, encoder=encoder, classifier=classifier, lora=lora,
                             follow=follow, trust=trust, state_guard=state_guard)
 

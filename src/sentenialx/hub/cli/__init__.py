@@ -226,5 +226,9 @@ def _register_commands() -> None:
 
     _models.models.add_command(_hf.import_hf)
 
+    from sentenialx.hub.cli import tuf as _tuf  # `tuf init|root|rotate|delegate|status` (issue 10)
+
+    cli.add_command(_tuf.tuf)
+
 
 _register_commands()

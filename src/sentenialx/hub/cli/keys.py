@@ -213,7 +213,8 @@ def sign(ref: str, key_path: Path | None, adopt: Path | None, passphrase_env: st
     if as_json:
         print_json(out)
     else:
-        click.echo(f"signed {out['ref']} with {out['key_id'][:16]}…  {out['sig']}")
+        click.echo(f"signed {out['ref']} with {out['key_id'][:16]}…  {out['sig']}"
+                   + (f"  (TUF: {out['tuf']})" if out.get("tuf") else ""))
 
 
 @click.command()
@@ -221,13 +222,18 @@ def sign(ref: str, key_path: Path | None, adopt: Path | None, passphrase_env: st
 @click.option("--to", "to", default="production", show_default=True, help="Alias to move.")
 @click.option("--force", is_flag=True, help="Move even if gates fail (recorded as forced).")
 @click.option("--expect", metavar="VERSION", help="Only if the alias points at VERSION now.")
+@click.option("--key", "key_path", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              help="Release key PEM: also publish the move to TUF clients (REF must be a"
+                   " release this key signed).")
+@click.option("--passphrase-env", metavar="VAR", help="The key's passphrase is in $VAR.")
 @hub_option
 @json_option
-def promote(ref: str, to: str, force: bool, expect: str | None, hub_path: str | None,
-            as_json: bool) -> None:
-    """Move alias --to to REF if the hub's promotion gates pass."""
+def promote(ref: str, to: str, force: bool, expect: str | None, key_path: Path | None,
+            passphrase_env: str | None, hub_path: str | None, as_json: bool) -> None:
+    """Move alias --to to REF if the hub's promotion gates pass (--key: publish it over TUF)."""
     hub = open_hub(hub_path)
-    results = hub.promote(ref, to=to, force=force, expect=expect)
+    results = hub.promote(ref, to=to, force=force, expect=expect, key=key_path,
+                          passphrase=_passphrase(passphrase_env))
     if as_json:
         print_json({"ref": ref, "to": to, "forced": force, "gates": [r.to_dict() for r in results]})
         return

@@ -66,10 +66,14 @@ def _local_hub(hub_path: str | None) -> Any:
                    " over this long.")
 @click.option("--min-body-rate", default=1024, show_default=True, metavar="BYTES",
               type=click.IntRange(min=1), help="Slowest body upload accepted, in bytes/s.")
+@click.option("--tuf-online-keys", envvar="SENTENIALX_TUF_ONLINE_KEYS", metavar="DIR",
+              type=click.Path(file_okay=False),
+              help="Folder of the TUF snapshot/timestamp keys (default: the one `tuf init`"
+                   " wrote); the server re-signs timestamp before it expires.")
 @hub_option
 def serve(host: str, port: int, anonymous_read: bool, max_upload: str, log_level: str,
           header_timeout: float, body_timeout: float, min_body_rate: int,
-          hub_path: str | None) -> None:
+          tuf_online_keys: str | None, hub_path: str | None) -> None:
     """Serve the hub: REST API (/api/v1, /openapi.json) and web pages, with token auth."""
     import uvicorn
 
@@ -77,7 +81,8 @@ def serve(host: str, port: int, anonymous_read: bool, max_upload: str, log_level
     from sentenialx.hub.server._timeouts import guarded_protocol
 
     hub = _local_hub(hub_path)
-    app = create_app(hub, anonymous_read=anonymous_read, max_upload_bytes=_size(max_upload))
+    app = create_app(hub, anonymous_read=anonymous_read, max_upload_bytes=_size(max_upload),
+                     tuf_online_keys=tuf_online_keys)
     active = [t for t in hub.tokens.list() if t.active]
     if host not in _LOOPBACK:
         click.echo(f"warning: serving on {host}: reachable from the network; put TLS in front",
@@ -196,10 +201,24 @@ def _copy(src: Any, dst: Any, refs: tuple[str, ...], include_revoked: bool, alia
 @click.option("--hub-key", "hub_key", envvar="SENTENIALX_HUB_PUBKEY", metavar="PUB",
               type=click.Path(exists=True, dir_okay=False),
               help="SRC's pinned hub public key: refuse a replayed (older) or expired state.")
+@click.option("--tuf-root", "tuf_root", envvar="SENTENIALX_TUF_ROOT", metavar="ROOT_JSON",
+              type=click.Path(exists=True, dir_okay=False),
+              help="Read SRC over TUF, trusting only this root.json (`sentenialx tuf root`):"
+                   " signed releases only, refused on rollback, freeze or tampering.")
 @json_option
 def pull(src: str, refs: tuple[str, ...], to: str | None, aliases: bool, include_revoked: bool,
-         hub_key: str | None, as_json: bool) -> None:
+         hub_key: str | None, tuf_root: str | None, as_json: bool) -> None:
     """Copy versions REFS (and their lineage) from hub SRC into this hub, verified."""
+    if tuf_root:
+        from sentenialx.hub.hub import Hub
+
+        if hub_key:
+            raise InvalidInput("--hub-key and --tuf-root do not go together: over TUF the"
+                               " signed timestamp and snapshot replace the hub's signed state")
+
+        _copy(Hub.open(src, tuf_root=tuf_root), _open_any(to), refs, include_revoked, aliases,
+              as_json)
+        return
     source = _open_any(src)
     if hub_key:
         if source.is_served:

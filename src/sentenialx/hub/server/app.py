@@ -141,7 +141,8 @@ class BlobQuery(_Body):
 
 # -- auth dependencies ----------------------------------------------------------------------
 def create_app(hub: Hub, *, tokens: TokenChecker | None = None, anonymous_read: bool = False,
-               max_upload_bytes: int = DEFAULT_MAX_UPLOAD) -> FastAPI:
+               max_upload_bytes: int = DEFAULT_MAX_UPLOAD,
+               tuf_online_keys: str | Path | None = None) -> FastAPI:
     """The FastAPI app serving ``hub``: the REST API, the web pages, the OpenAPI description.
 
     Args:
@@ -149,6 +150,8 @@ def create_app(hub: Hub, *, tokens: TokenChecker | None = None, anonymous_read: 
         tokens: how bearer tokens are checked; default the hub's own token table.
         anonymous_read: let requests without a token read (never write).
         max_upload_bytes: the largest upload accepted (413 above it).
+        tuf_online_keys: the folder of the TUF snapshot and timestamp keys (default
+            ``$SENTENIALX_TUF_ONLINE_KEYS`` or the hub's folder under ~/.config).
 
     Raises:
         InvalidInput: ``hub`` is not a local hub, or the limit is not positive.
@@ -178,13 +181,17 @@ def create_app(hub: Hub, *, tokens: TokenChecker | None = None, anonymous_read: 
     app.include_router(oci.router)  # read-only OCI registry under /v2/ (issue 11)
     app.include_router(hf.router)  # HF_ENDPOINT={server}/hf (issue 11)
     app.include_router(web.router)
+    from sentenialx.hub.server import tuf
+
+    app.state.tuf_online_keys = tuf_online_keys
+    app.include_router(tuf.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     return app
 
 
 def _wants_html(request: Request) -> bool:
     path = request.url.path
-    if path.startswith(("/api/", "/openapi", "/healthz", "/static/", "/v2")):
+    if path.startswith(("/api/", "/openapi", "/healthz", "/static/", "/v2", "/tuf/")):
         return False
     return "text/html" in request.headers.get("accept", "")
 
