@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import sys
 
+_READS = ("list", "versions", "show", "path")
+"""The commands the cold start may answer (it declines anything else itself)."""
+
 
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI."""
     args = sys.argv[1:] if argv is None else argv
-    if len(args) >= 2 and args[0] == "models":
+    if len(args) >= 2 and args[0] == "models" and args[1] in _READS:
         from sentenialx.hub._fastpath import fast_cli
 
         out = fast_cli(args)
