@@ -42,7 +42,7 @@ _FILES = "SELECT path, size, sha256, role FROM files WHERE version_id = :vid ORD
 _ALIAS = ("SELECT model, alias, version, updated_at, updated_by FROM aliases"
           " WHERE model = :model AND alias = :alias")
 _DESC = "ORDER BY sort_key DESC, id DESC"
-_RANGE_BATCH = 64
+_RANGE_BATCH = 4
 # Identifiers whose index_key() orders like sort_key(); a range comparator with any other
 # pre-release text is not used as a bound (the scan is then bounded by the others).
 _IDENT = re.compile(r"^[0-9A-Za-z-]+$")
@@ -173,17 +173,19 @@ def in_range(q: Query, model: str, text: str) -> VersionInfo:
         params["lo"] = lo
     if hi is not None:
         params["hi"] = hi
-    offset = 0
+    # The highest candidate usually matches: fetch a few rows first, then ever more.
+    offset, batch = 0, _RANGE_BATCH
     while True:
-        params.update(n=_RANGE_BATCH, off=offset)
+        params.update(n=batch, off=offset)
         rows = q(f"SELECT {_VCOLS} FROM versions WHERE {where} {_DESC} LIMIT :n OFFSET :off",
                  params)
         for row in rows:
             if rng.matches(Version.parse(row[2])):
                 return _with_files(q, row)
-        if len(rows) < _RANGE_BATCH:
+        if len(rows) < batch:
             break
         offset += len(rows)
+        batch *= 4
     raise NotFound(f"no version of {model!r} matches {text!r} (revoked versions are skipped)",
                    what="version", name=f"{model}@{text}")
 
