@@ -8,9 +8,7 @@ parts it calls, passed in explicitly when the Hub is built.
 
 from __future__ import annotations
 
-import getpass
 import os
-import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -33,6 +31,10 @@ def default_actor() -> str:
     env = os.environ.get("SENTENIALX_ACTOR")
     if env:
         return env
+    # Imported here: readers (the CLI's cold start among them) never need them.
+    import getpass
+    import socket
+
     try:
         user = getpass.getuser()
     except (KeyError, OSError):
