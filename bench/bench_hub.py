@@ -433,6 +433,7 @@ class Bench:
         from sentenialx.hub.index.base import dumps
         from sentenialx.hub.index.sql import utcnow
         from sentenialx.hub.manifest import FileEntry, Manifest
+        from sentenialx.hub.refs import Version
 
         z = self.z
         hub = Hub(root)
@@ -468,7 +469,8 @@ class Bench:
                     (root / model / fe.path).write_bytes(blob)
                 digest = Manifest((fe,)).digest
                 vid += 1
-                vrows.append({"id": vid, "model": model, "version": ver, "major": major,
+                vrows.append({"id": vid, "model": model, "version": ver,
+                              "sort_key": Version(major, minor, patch).index_key(), "major": major,
                               "minor": minor, "patch": patch, "is_release": 1, "state": "ready",
                               "revoked": False, "revoke_reason": None, "digest": digest,
                               "stem": stem, "layout": "file", "meta": dumps({"format": "onnx"}),
@@ -499,8 +501,15 @@ class Bench:
     def resolve(self) -> None:
         import sqlite3
 
-        from sentenialx.hub._fastpath import _resolve as raw_resolve
+        from sentenialx.hub.index import lookup
         from sentenialx.hub.refs import parse_ref
+
+        def raw_resolve(conn: Any, name: str, kind: str, value: str) -> Any:
+            # The index's own read rules over a bare sqlite3 connection: the hub minus its
+            # resolve cache, generation check and SQLAlchemy engine.
+            info = lookup.resolve(lambda sql, p: conn.execute(sql, p).fetchall(),
+                                  parse_ref(f"{name}@{value}" if value else name))
+            return (info.id, info.stem, info.layout, info.version)
 
         z, res = self.z, self.res
         total = z.models * z.versions_per_model

@@ -164,6 +164,24 @@ class IndexContract:
         with pytest.raises(NotFound):
             index.set_revoked("distill", "9.9.9", revoked=True, reason=None, actor="tester")
 
+    def test_sort_key_order_is_semver_on_every_database(self, index: Index) -> None:
+        # Pre-release identifiers compare by ASCII ("Beta" < "alpha", "rc.2" < "rc.10"); a
+        # locale collation would order them otherwise, so the key column must compare bytes.
+        from sentenialx.hub.refs import parse_ref
+
+        for v in ("1.0.0-alpha", "1.0.0-Beta", "1.0.0-rc.2", "1.0.0-rc.10", "0.9.0", "2.0.0-a.b",
+                  "2.0.0-ab", "2.0.0-a"):
+            _register(index, "m", v)
+        order = [v.version for v in index.list_versions("m")]
+        assert order == ["0.9.0", "1.0.0-Beta", "1.0.0-alpha", "1.0.0-rc.2", "1.0.0-rc.10",
+                         "2.0.0-a", "2.0.0-a.b", "2.0.0-ab"]
+        assert index.latest("m").version == "2.0.0-ab"
+        assert index.resolve_ref(parse_ref("m@>=1.0.0-alpha,<1.0.0")).version == "1.0.0-rc.10"
+        assert index.resolve_ref(parse_ref("m@>=1.0.0-Beta,<=1.0.0-alpha")).version == "1.0.0-alpha"
+        assert index.resolve_ref(parse_ref("m@^0.9")).version == "0.9.0"
+        with pytest.raises(NotFound, match="matches"):
+            index.resolve_ref(parse_ref("m@^3"))
+
     def test_list_versions_with_files(self, index: Index) -> None:
         _register(index, "distill", data=b"abc")
         (bare,) = index.list_versions("distill")
@@ -291,6 +309,18 @@ class TestPostgresIndex(IndexContract):
         idx = SqlIndex(pg_database)
         yield idx
         idx.dispose()
+
+    def test_the_sort_key_compares_bytes_whatever_the_database_locale(self, index: Index) -> None:
+        # The test cluster may well run in the C locale, where any collation would pass
+        # the order test above; the column itself must say "C".
+        from sqlalchemy import text
+
+        assert isinstance(index, SqlIndex)
+        with index.read() as c:
+            collation = c.execute(text(
+                "SELECT collation_name FROM information_schema.columns"
+                " WHERE table_name = 'versions' AND column_name = 'sort_key'")).scalar_one()
+        assert collation == "C"
 
 
 # -- the read side: an index that only reads, held to what a writer recorded --------------

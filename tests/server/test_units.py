@@ -111,9 +111,9 @@ def test_migration_0002_upgrades_an_old_hub(tmp_path):
     assert not db.execute("SELECT name FROM sqlite_master WHERE name='tokens'").fetchall()
     db.close()
     hub = Hub(tmp_path / "hub")  # opening upgrades
-    assert SCHEMA_HEAD == "0004"
+    assert SCHEMA_HEAD == "0005"
     db = sqlite3.connect(tmp_path / "hub" / "registry.db")
-    assert db.execute("SELECT version_num FROM alembic_version").fetchone() == ("0004",)
+    assert db.execute("SELECT version_num FROM alembic_version").fetchone() == ("0005",)
     assert db.execute("SELECT name FROM sqlite_master WHERE name='ix_events_kind_seq'").fetchall()
     assert db.execute("SELECT name FROM sqlite_master WHERE name='idempotency'").fetchall()
     db.close()

@@ -8,16 +8,14 @@ parts it calls, passed in explicitly when the Hub is built.
 
 from __future__ import annotations
 
-import getpass
 import os
-import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sentenialx.hub.errors import InvalidInput, NotFound
 from sentenialx.hub.index.base import ResolvesRefs
 from sentenialx.hub.manifest import FileEntry
-from sentenialx.hub.refs import Ref, VersionRange, parse_ref
+from sentenialx.hub.refs import Ref, parse_ref
 from sentenialx.hub.values import VersionInfo
 
 if TYPE_CHECKING:
@@ -33,6 +31,10 @@ def default_actor() -> str:
     env = os.environ.get("SENTENIALX_ACTOR")
     if env:
         return env
+    # Imported here: readers (the CLI's cold start among them) never need them.
+    import getpass
+    import socket
+
     try:
         user = getpass.getuser()
     except (KeyError, OSError):
@@ -117,27 +119,9 @@ class Core:
         return info
 
     def _resolve_uncached(self, r: Ref, include_revoked: bool) -> VersionInfo:
-        if r.kind == "latest":
-            return self.index.latest(r.name)
-        if r.kind == "version":
-            info = self.index.get_version(r.name, r.value)
-        elif r.kind == "alias":
-            a = self.index.get_alias(r.name, r.value)
-            info = self.index.get_version(r.name, a.version)
-        elif r.kind == "digest":
-            info = self.index.by_digest(r.name, r.value)
-        else:
-            rng = VersionRange.parse(r.value)
-            cands = [v for v in self.index.list_versions(r.name, include_revoked=False)
-                     if rng.matches(v.semver)]
-            if not cands:
-                raise NotFound(f"no version of {r.name!r} matches {r.value!r}"
-                               " (revoked versions are skipped)", what="version", name=str(r))
-            return self.index.get_version(r.name, cands[-1].version)
-        if info.revoked and not include_revoked:
-            raise NotFound(f"{info.ref} is revoked ({info.revoke_reason or 'no reason given'});"
-                           " ask for it with --include-revoked", what="version", name=info.ref)
-        return info
+        # The rules (revoked versions, ranges, messages) are sentenialx.hub.index.lookup's,
+        # shared with the CLI's cold start; the index applies them in one snapshot.
+        return self.index.resolve_ref(r, include_revoked=include_revoked)
 
 
 class Trust(Protocol):

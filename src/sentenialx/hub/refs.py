@@ -124,6 +124,28 @@ class Version:
         pre = tuple((0, int(p)) if p.isdigit() else (1, p) for p in self.prerelease)
         return (self.major, self.minor, self.patch, 0 if self.prerelease else 1, pre)
 
+    def index_key(self) -> str:
+        """:meth:`sort_key` as text whose byte order is semver precedence; the index sorts by it.
+
+        MAJOR, MINOR and PATCH are zero-padded to 10 digits (they are at most 2**31 - 1); a
+        release then ends in ``~``, which sorts after the ``-`` that starts a pre-release.
+        Each pre-release identifier is ``0`` + its 3-digit length + its digits when numeric
+        (so longer numbers sort later), else ``1`` + its text; identifiers are joined by
+        ``!``, which sorts below every character an identifier may hold, so ``a`` < ``a.b``
+        < ``ab``. Build metadata is left out, as precedence ignores it.
+        """
+        head = f"{self.major:010d}{self.minor:010d}{self.patch:010d}"
+        if not self.prerelease:
+            return head + "~"
+        parts = []
+        for p in self.prerelease:
+            if p.isdigit():
+                n = str(int(p))
+                parts.append(f"0{len(n):03d}{n}")
+            else:
+                parts.append("1" + p)
+        return head + "-" + "!".join(parts)
+
     def __lt__(self, other: Version) -> bool:
         return self.sort_key() < other.sort_key()
 

@@ -31,7 +31,6 @@ from typing import Any
 
 from sentenialx.hub.errors import InvalidInput, NotFound, StateError
 from sentenialx.hub.manifest import canonical_json
-from sentenialx.hub.signing import pae
 
 log = logging.getLogger("sentenialx.state")
 
@@ -234,7 +233,8 @@ def sign_doc(private_key: Any, doc: dict[str, Any]) -> dict[str, Any]:
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    from sentenialx.hub.signing import key_id
+    # Imported here: signing pulls in cryptography, which a hub without a key never needs.
+    from sentenialx.hub.signing import key_id, pae
 
     body = dict(doc, key_id=key_id(private_key.public_key()))
     sig = private_key.sign(pae(STATE_TYPE, canonical_json(body)), ec.ECDSA(hashes.SHA256()))
@@ -250,6 +250,8 @@ def verify_doc(public_key: Any, doc: dict[str, Any]) -> dict[str, Any]:
     from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec
+
+    from sentenialx.hub.signing import pae
 
     body = {k: v for k, v in doc.items() if k != "sig"}
     try:

@@ -10,11 +10,18 @@ from typing import Any
 
 import click
 
-from sentenialx.hub._format import human_size
+from sentenialx.hub._format import (
+    dumps_json,
+    human_size,
+    models_text,
+    show_text,
+    show_view,
+    versions_text,
+    versions_view,
+)
 from sentenialx.hub.cli import (
     EXIT_CHECK_FAILED,
     HubGroup,
-    console,
     hub_option,
     json_option,
     open_hub,
@@ -161,16 +168,7 @@ def init(index_url: str | None, store_url: str | None, endpoint: str | None,
 def list_(hub_path: str | None, as_json: bool) -> None:
     """List models with their latest version and aliases."""
     rows = open_hub(hub_path).models()
-    if as_json:
-        print_json(rows)
-        return
-    from rich.table import Table
-
-    t = Table("model", "latest", "versions", "aliases")
-    for r in rows:
-        t.add_row(r["model"], r["latest"] or "-", str(r["versions"]),
-                  ", ".join(f"{k}→{v}" for k, v in sorted(r["aliases"].items())))
-    console().print(t)
+    click.echo(dumps_json(rows) if as_json else models_text(rows))
 
 
 @models.command()
@@ -181,20 +179,8 @@ def versions(model: str, hub_path: str | None, as_json: bool) -> None:
     """List every version of MODEL."""
     hub = open_hub(hub_path)
     vs = hub.versions(model)
-    al: dict[str, list[str]] = {}
-    for a in hub.aliases(model):
-        al.setdefault(a.version, []).append(a.alias)
-    if as_json:
-        print_json([dict(v.to_dict(), aliases=al.get(v.version, [])) for v in vs])
-        return
-    from rich.table import Table
-
-    t = Table("version", "digest", "size", "created", "by", "aliases", "status")
-    for v in vs:
-        t.add_row(v.version, (v.digest or "")[:12], human_size(v.size), v.created_at[:19],
-                  v.created_by, ", ".join(al.get(v.version, [])),
-                  f"revoked: {v.revoke_reason}" if v.revoked else "ok")
-    console().print(t)
+    al = hub.aliases(model)
+    click.echo(dumps_json(versions_view(vs, al)) if as_json else versions_text(vs, al))
 
 
 @models.command()
@@ -206,24 +192,8 @@ def show(ref: str, include_revoked: bool, hub_path: str | None, as_json: bool) -
     """Show one version: metadata, lineage and files."""
     hub = open_hub(hub_path)
     v = hub.resolve(ref, include_revoked=include_revoked)
-    d = v.to_dict()
-    d["aliases"] = [a.alias for a in hub.aliases(v.model) if a.version == v.version]
-    d["path"] = str(hub.root / v.model)
-    if as_json:
-        print_json(d)
-        return
-    c = console()
-    c.print(f"[bold]{v.ref}[/bold]  sha256:{v.digest}")
-    if v.revoked:
-        c.print(f"[red]revoked[/red]: {v.revoke_reason}")
-    c.print(f"created {v.created_at} by {v.created_by}; aliases: {', '.join(d['aliases']) or '-'}")
-    from rich.table import Table
-
-    t = Table("file", "role", "size", "sha256")
-    for f in v.files:
-        t.add_row(f.path, f.role, human_size(f.size), f.sha256)
-    c.print(t)
-    c.print_json(json.dumps({"metadata": v.meta, "lineage": v.lineage}))
+    d = show_view(v, hub.aliases(v.model), hub.root)
+    click.echo(dumps_json(d) if as_json else show_text(v, d))
 
 
 @models.command()

@@ -21,6 +21,7 @@ from sentenialx.hub.values import AliasInfo, AliasMove, VersionInfo
 if TYPE_CHECKING:
     from sentenialx.hub.events import Event
     from sentenialx.hub.manifest import FileEntry
+    from sentenialx.hub.refs import Ref
 
 StatRow = tuple[int, int, int, int, str]
 """``(size, mtime_ns, ino, ctime_ns, sha256)`` of a file verified before."""
@@ -111,6 +112,15 @@ class Index(Protocol):
 
         Raises:
             NotFound: no such version (or model).
+        """
+        ...
+
+    def resolve_ref(self, ref: Ref, *, include_revoked: bool = False) -> VersionInfo:
+        """The ready version ``ref`` names, decided in one read (the rules of ``lookup.py``).
+
+        Raises:
+            NotFound: nothing matches, or it is revoked and ``include_revoked`` is False.
+            InvalidInput: a digest prefix is ambiguous.
         """
         ...
 

@@ -56,11 +56,15 @@ versions = Table(
     Column("size", BigInteger, nullable=False, default=0),
     Column("created_at", String(40), nullable=False),
     Column("created_by", String(200), nullable=False),
+    # Version.index_key(): byte order is semver precedence (migration 0005).
+    Column("sort_key", String(700).with_variant(String(700, collation="C"), "postgresql"),
+           nullable=True),
     UniqueConstraint("model", "version", name="uq_versions_model_version"),
 )
 Index("ix_versions_model_order", versions.c.model, versions.c.major, versions.c.minor,
       versions.c.patch)
 Index("ix_versions_digest", versions.c.digest)
+Index("ix_versions_model_sort", versions.c.model, versions.c.sort_key, versions.c.id)
 
 files = Table(
     "files",

@@ -16,29 +16,57 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, create_engine, delete, event, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    TextClause,
+    and_,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 
 from sentenialx.hub.errors import (
     AlreadyExists,
     Conflict,
-    InvalidInput,
     NotFound,
     StoreUnavailable,
     one_line,
 )
 from sentenialx.hub.events import GENESIS, Event, chain
+from sentenialx.hub.index import lookup
 from sentenialx.hub.index import schema as S
 from sentenialx.hub.index.base import dumps
 from sentenialx.hub.manifest import FileEntry
-from sentenialx.hub.refs import Version
+from sentenialx.hub.refs import Ref, Version
 from sentenialx.hub.values import AliasInfo, AliasMove, VersionInfo
+
+
+@lru_cache(maxsize=256)
+def _text(sql: str) -> TextClause:
+    return text(sql)
+
+
+def _sa_query(c: Connection) -> lookup.Query:
+    """A :data:`lookup.Query` over a SQLAlchemy connection (in its transaction)."""
+
+    def q(sql: str, params: Mapping[str, Any]) -> Sequence[Any]:
+        return c.execute(_text(sql), dict(params)).all()
+
+    return q
 
 
 def utcnow() -> str:
@@ -287,18 +315,52 @@ class SqlIndex:
         if self._sqlite_path and self._sqlite_path != ":memory:":
             # try/except, not _db_errors(): this runs on every resolve, cached ones too.
             try:
-                conn = getattr(self._local, "raw", None)
-                if conn is None:
-                    conn = sqlite3.connect(f"file:{self._sqlite_path}?mode=ro", uri=True,
-                                           check_same_thread=False, isolation_level=None)
-                    conn.execute("PRAGMA busy_timeout=60000")
-                    self._local.raw = conn
-                row = conn.execute("SELECT generation FROM hub_state WHERE id=1").fetchone()
+                row = self._raw().execute("SELECT generation FROM hub_state WHERE id=1").fetchone()
             except sqlite3.Error as exc:
                 raise self.unavailable(exc) from None
             return int(row[0]) if row else 0
         with self.read() as c:
             return int(c.execute(select(S.hub_state.c.generation)).scalar_one())
+
+    def _raw(self) -> sqlite3.Connection:
+        """This thread's read-only stdlib connection to the SQLite file (reads only)."""
+        conn: sqlite3.Connection | None = getattr(self._local, "raw", None)
+        if conn is None:
+            conn = sqlite3.connect(f"file:{self._sqlite_path}?mode=ro", uri=True,
+                                   check_same_thread=False, isolation_level=None)
+            conn.execute("PRAGMA busy_timeout=60000")
+            self._local.raw = conn
+        return conn
+
+    @contextmanager
+    def snapshot(self) -> Iterator[lookup.Query]:
+        """A read transaction as a :data:`lookup.Query`: one consistent view of the index.
+
+        A SQLite file is read through this thread's stdlib connection, which skips
+        SQLAlchemy's per-statement cost on the resolve path; other databases through
+        the engine. Both run the same SQL.
+        """
+        if not self._sqlite_path or self._sqlite_path == ":memory:":
+            with self.read() as c:
+                yield _sa_query(c)
+            return
+        try:
+            conn = self._raw()
+            conn.execute("BEGIN")
+        except sqlite3.Error as exc:
+            raise self.unavailable(exc) from None
+
+        def q(sql: str, params: Mapping[str, Any]) -> list[Any]:
+            try:
+                return conn.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise self.unavailable(exc) from None
+
+        try:
+            yield q
+        finally:
+            if conn.in_transaction:
+                conn.execute("COMMIT")
 
     def state(self) -> dict[str, Any]:
         """Generation, last update time and the hub's id."""
@@ -349,7 +411,8 @@ class SqlIndex:
             now = utcnow()
             stem = stem_for(str(v))
             res = c.execute(insert(S.versions).values(
-                model=model, version=str(v), major=v.major, minor=v.minor, patch=v.patch,
+                model=model, version=str(v), sort_key=v.index_key(), major=v.major,
+                minor=v.minor, patch=v.patch,
                 is_release=0 if v.prerelease else 1, state="pending", revoked=False,
                 revoke_reason=None, digest=None, stem=stem, layout=layout, meta=dumps(meta),
                 lineage=dumps(lineage), size=0, created_at=now, created_by=actor))
@@ -446,35 +509,21 @@ class SqlIndex:
             row.digest, row.stem, row.layout, json.loads(row.meta), json.loads(row.lineage),
             int(row.size), row.created_at, row.created_by, files)
 
+    # -- reads: the rules are sentenialx.hub.index.lookup's, run in one snapshot -----------
     def get_version(self, model: str, version: str, *, include_pending: bool = False) -> VersionInfo:
         """One version with its files.
 
         Raises:
             NotFound: no such version.
         """
-        with self.read() as c:
-            row = c.execute(select(S.versions).where(and_(
-                S.versions.c.model == model, S.versions.c.version == version))).first()
-            if row is None or (row.state != "ready" and not include_pending):
-                raise NotFound(self._missing_version_msg(c, model, version), what="version",
-                               name=f"{model}@{version}")
-            return self._version_from_row(c, row)
+        with self.snapshot() as q:
+            return lookup.get_version(q, model, version, include_pending=include_pending)
 
     def _missing_version_msg(self, c: Connection, model: str, version: str) -> str:
-        known = [r[0] for r in c.execute(select(S.versions.c.version).where(and_(
-            S.versions.c.model == model, S.versions.c.state == "ready"))).all()]
-        if not known:
-            return self._missing_model_msg(c, model)
-        known.sort(key=lambda s: Version.parse(s).sort_key())
-        shown = ", ".join(known[-5:])
-        return f"{model}@{version} not found; known versions: {shown}"
+        return lookup.missing_version_msg(_sa_query(c), model, version)
 
     def _missing_model_msg(self, c: Connection, model: str) -> str:
-        models = [r[0] for r in c.execute(select(S.versions.c.model).where(
-            S.versions.c.state == "ready").distinct().limit(20)).all()]
-        if models:
-            return f"model {model!r} not found; known models: {', '.join(sorted(models))}"
-        return f"model {model!r} not found; the hub is empty (register one with `sentenialx models register`)"
+        return lookup.missing_model_msg(_sa_query(c), model)
 
     def list_versions(self, model: str, *, include_revoked: bool = True,
                       with_files: bool = False) -> list[VersionInfo]:
@@ -483,17 +532,9 @@ class SqlIndex:
         Raises:
             NotFound: the model has no versions.
         """
-        with self.read() as c:
-            q = select(S.versions).where(and_(S.versions.c.model == model,
-                                              S.versions.c.state == "ready"))
-            if not include_revoked:
-                q = q.where(S.versions.c.revoked.is_(False))
-            rows = c.execute(q).all()
-            if not rows and include_revoked:
-                raise NotFound(self._missing_model_msg(c, model), what="model", name=model)
-            out = [self._version_from_row(c, r, with_files=with_files) for r in rows]
-        out.sort(key=lambda v: v.semver.sort_key())
-        return out
+        with self.snapshot() as q:
+            return lookup.list_versions(q, model, include_revoked=include_revoked,
+                                        with_files=with_files)
 
     def latest(self, model: str) -> VersionInfo:
         """The highest non-revoked ready version by semver precedence.
@@ -501,21 +542,8 @@ class SqlIndex:
         Raises:
             NotFound: the model has no resolvable version.
         """
-        with self.read() as c:
-            rows = c.execute(select(S.versions).where(and_(
-                S.versions.c.model == model, S.versions.c.state == "ready",
-                S.versions.c.revoked.is_(False))).order_by(
-                S.versions.c.major.desc(), S.versions.c.minor.desc(), S.versions.c.patch.desc(),
-                S.versions.c.is_release.desc()).limit(50)).all()
-            if not rows:
-                any_row = c.execute(select(S.versions.c.id).where(and_(
-                    S.versions.c.model == model, S.versions.c.state == "ready")).limit(1)).first()
-                if any_row:
-                    raise NotFound(f"every version of {model!r} is revoked; name one explicitly"
-                                   " or register a new one", what="version", name=model)
-                raise NotFound(self._missing_model_msg(c, model), what="model", name=model)
-            best = max(rows, key=lambda r: Version.parse(r.version).sort_key())
-            return self._version_from_row(c, best)
+        with self.snapshot() as q:
+            return lookup.latest(q, model)
 
     def by_digest(self, model: str, prefix: str) -> VersionInfo:
         """The version whose digest starts with ``prefix``.
@@ -524,33 +552,23 @@ class SqlIndex:
             NotFound: none matches.
             InvalidInput: the prefix is ambiguous.
         """
-        with self.read() as c:
-            rows = c.execute(select(S.versions).where(and_(
-                S.versions.c.model == model, S.versions.c.state == "ready",
-                S.versions.c.digest.like(prefix + "%"))).limit(2)).all()
-            if not rows:
-                raise NotFound(f"{model}@sha256:{prefix} not found; no version of {model!r} has"
-                               " that digest", what="version", name=f"{model}@sha256:{prefix}")
-            if len(rows) > 1:
-                raise InvalidInput(f"{model}@sha256:{prefix} is ambiguous; give more digits")
-            return self._version_from_row(c, rows[0])
+        with self.snapshot() as q:
+            return lookup.by_digest(q, model, prefix)
+
+    def resolve_ref(self, ref: Ref, *, include_revoked: bool = False) -> VersionInfo:
+        """The ready version ``ref`` names, in one snapshot (see :func:`lookup.resolve`).
+
+        Raises:
+            NotFound: nothing matches, or it is revoked and ``include_revoked`` is False.
+            InvalidInput: a digest prefix is ambiguous.
+        """
+        with self.snapshot() as q:
+            return lookup.resolve(q, ref, include_revoked=include_revoked)
 
     def models(self) -> list[dict[str, Any]]:
         """Every model with its version count, latest version and aliases."""
-        with self.read() as c:
-            rows = c.execute(select(S.versions.c.model, S.versions.c.version, S.versions.c.revoked)
-                             .where(S.versions.c.state == "ready")).all()
-            al = c.execute(select(S.aliases)).all()
-        by: dict[str, list[Any]] = {}
-        for r in rows:
-            by.setdefault(r.model, []).append(r)
-        out = []
-        for name in sorted(by):
-            live = [Version.parse(r.version) for r in by[name] if not r.revoked]
-            latest = str(max(live, key=Version.sort_key)) if live else None
-            out.append({"model": name, "versions": len(by[name]), "latest": latest,
-                        "aliases": {a.alias: a.version for a in al if a.model == name}})
-        return out
+        with self.snapshot() as q:
+            return lookup.models(q)
 
     def set_revoked(self, model: str, version: str, *, revoked: bool, reason: str | None,
                     actor: str) -> None:
@@ -714,29 +732,13 @@ class SqlIndex:
         Raises:
             NotFound: no such alias.
         """
-        with self.read() as c:
-            row = c.execute(select(S.aliases).where(and_(S.aliases.c.model == model,
-                                                         S.aliases.c.alias == alias))).first()
-            if row is None:
-                known = [r.alias for r in c.execute(select(S.aliases.c.alias).where(
-                    S.aliases.c.model == model)).all()]
-                hint = f"; known aliases: {', '.join(sorted(known))}" if known else ""
-                exists = c.execute(select(S.versions.c.id).where(
-                    S.versions.c.model == model).limit(1)).first()
-                if not exists:
-                    raise NotFound(self._missing_model_msg(c, model), what="model", name=model)
-                raise NotFound(f"alias {model}@{alias} not found{hint}", what="alias",
-                               name=f"{model}@{alias}")
-        return AliasInfo(row.model, row.alias, row.version, row.updated_at, row.updated_by)
+        with self.snapshot() as q:
+            return lookup.get_alias(q, model, alias)
 
     def list_aliases(self, model: str | None = None) -> list[AliasInfo]:
         """All aliases, or a model's."""
-        with self.read() as c:
-            q = select(S.aliases)
-            if model:
-                q = q.where(S.aliases.c.model == model)
-            rows = c.execute(q.order_by(S.aliases.c.model, S.aliases.c.alias)).all()
-        return [AliasInfo(r.model, r.alias, r.version, r.updated_at, r.updated_by) for r in rows]
+        with self.snapshot() as q:
+            return lookup.list_aliases(q, model)
 
     def alias_history(self, model: str, alias: str | None = None) -> list[AliasMove]:
         """Every move of a model's aliases, oldest first."""
