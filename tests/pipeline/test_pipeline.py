@@ -221,6 +221,19 @@ def test_follow_picks_up_a_promotion(trained_copy: Callable[..., Hub], trained_h
     assert pipe.swaps == 1 and pipe.versions["classifier"] == alt.ref and pipe.last_error is None
 
 
+def test_min_check_interval_spaces_the_checks(trained_copy: Callable[..., Hub],
+                                              trained_hub: Any) -> None:
+    h = trained_copy()
+    pipe = build_inference_pipeline(h, min_check_interval=3600.0)
+    pipe.predict(["GET / HTTP/1.1"])  # a check now, or none: either way the next is an hour off
+    alt = trained_hub.register_alt(h)
+    pipe.predict(["GET / HTTP/1.1"])
+    assert pipe.swaps == 0 and pipe.versions["classifier"] == "distill@1.0.0"
+    pipe.min_check_interval = 0.0
+    pipe.predict(["GET / HTTP/1.1"])
+    assert pipe.swaps == 1 and pipe.versions["classifier"] == alt.ref
+
+
 def test_follow_false_never_swaps(staged: Hub, trained_hub: Any, held_out: Any) -> None:
     pipe = build_inference_pipeline(staged, classifier="distill@staging", follow=False)
     alt = trained_hub.register_alt(staged)

@@ -255,7 +255,8 @@ def _labels(info: VersionInfo) -> list[str]:
 def build_inference_pipeline(hub: Hub | str | None = None, *, encoder: str = "encoder",
                              classifier: str = "distill", lora: str | None = None,
                              follow: bool = True, trust: str | None = None,
-                             state_guard: Any = None, tuf_root: Any = None) -> ThreatClassifier:
+                             state_guard: Any = None, tuf_root: Any = None,
+                             min_check_interval: float = 0.0) -> ThreatClassifier:
     """A threat classifier loaded from hub refs, following new releases if ``follow``.
 
     Args:
@@ -268,6 +269,8 @@ def build_inference_pipeline(hub: Hub | str | None = None, *, encoder: str = "en
         follow: check cheaply before each call for a new registration or alias move.
         trust: override the trust policy's mode (``enforce``, ``warn``, ``off``).
         state_guard: checks the hub's signed state (rollback/freeze protection).
+        min_check_interval: with ``follow``, check at most once per this many seconds
+            (a served or TUF hub costs a round trip per check; 0 checks every call).
 
     Raises:
         NotFound: a ref does not resolve.
@@ -286,7 +289,8 @@ def build_inference_pipeline(hub: Hub | str | None = None, *, encoder: str = "en
         hub = opened
     assert not isinstance(hub, str)
     return ThreatClassifier(hub, encoder=encoder, classifier=classifier, lora=lora,
-                            follow=follow, trust=trust, state_guard=state_guard)
+                            follow=follow, trust=trust, state_guard=state_guard,
+                            min_check_interval=min_check_interval)
 
 
 __all__ = ["Prediction", "ThreatClassifier", "build_inference_pipeline"]
