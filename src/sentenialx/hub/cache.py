@@ -37,11 +37,14 @@ from pathlib import Path
 from typing import BinaryIO
 
 from sentenialx.hub.errors import IntegrityError, InvalidInput, StoreUnavailable
+from sentenialx.hub.hashing import copy_and_hash
 from sentenialx.hub.refs import validate_relpath
 
 log = logging.getLogger("sentenialx.cache")
 
 DEFAULT_MAX = 20 * 1024**3
+SYNC_EVERY = 32 * 1024 * 1024
+"""Bytes between fdatasync calls while a blob is filled (the disk writes during the copy)."""
 _READ = 4 * 1024 * 1024
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
@@ -232,10 +235,7 @@ class BlobCache:
         """
         w = self.begin(sha256, size, name=name, resume=False)
         try:
-            left = size + 1
-            while left > 0 and (chunk := src.read(min(_READ, left))):
-                w.write(chunk)
-                left -= len(chunk)
+            w.fill(src, limit=size + 1)
             return w.commit()
         finally:
             w.close()
@@ -435,6 +435,20 @@ class PartialBlob:
                                  hint=f"more than the expected {self.size} bytes arrived")
         self.hasher.update(data)
         self.file.write(data)
+
+    def fill(self, src: BinaryIO, *, limit: int) -> None:
+        """Append up to ``limit`` bytes of ``src``, hashing them in the same pass.
+
+        One thread hashes while another writes and starts the disk's writeback every
+        :data:`SYNC_EVERY` bytes, so the fsync of :meth:`commit` has only the tail
+        left; the bytes written are exactly the bytes hashed.
+
+        Raises:
+            OSError: reading or writing failed (the caller discards the partial).
+        """
+        d = copy_and_hash(src, self.file, hasher=self.hasher, limit=limit,
+                          sync_every=SYNC_EVERY)
+        self.have += d.size
 
     def commit(self) -> Path:
         """Admit the bytes if their sha256 and size match; the cached blob's path.
