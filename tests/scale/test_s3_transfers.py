@@ -178,7 +178,7 @@ def test_cold_load_reads_ranges_in_parallel_and_verifies(s3_hub: Hub, s3_store: 
 
 def test_an_object_replaced_mid_read_is_never_spliced(s3_store: Any, tmp_path: Path) -> None:
     src = _file(tmp_path / "w.onnx")
-    store = _store(s3_store, concurrency=1)  # two ranges ahead: the last one is asked later
+    store = _store(s3_store, concurrency=1)  # one range ahead: the last ones are asked later
     try:
         store.put_file("m/w.onnx", src)
         with store.open_read("m/w.onnx") as f:

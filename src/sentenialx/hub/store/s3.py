@@ -83,8 +83,8 @@ class Transfer:
     """How big and how many S3 transfers run at once.
 
     ``SENTENIALX_S3_PART_SIZE`` (bytes, or with K/M/G) and ``SENTENIALX_S3_CONCURRENCY``
-    set the defaults; memory in flight is about ``(concurrency + 1) * part_size`` per
-    upload and ``2 * concurrency * part_size`` per download.
+    set the defaults; memory in flight is about ``(concurrency + 2) * part_size`` per
+    upload and ``(concurrency + 1) * part_size`` per download.
     """
 
     part_size: int = PART_SIZE
@@ -650,9 +650,10 @@ def _total_size(content_range: str | None, r: dict[str, Any]) -> int:
 class _RangedReader:
     """The rest of an object by parallel ranged GETs, handed to the reader in order.
 
-    At most ``2 * concurrency`` ranges are asked for ahead of the one being read, so
-    memory stays bounded whatever the object's size; each is read whole by its
-    thread. Every range is pinned to the first response's ETag (``If-Match``), so
+    At most ``concurrency`` ranges are asked for ahead of the one being read, so
+    memory stays at about ``concurrency * part_size`` per open stream whatever the
+    object's size (a server streaming to a slow client holds no more); each range is
+    read whole by its thread. Every range is pinned to the first response's ETag (``If-Match``), so
     a replaced object fails the read instead of mixing two objects' bytes.
     """
 
@@ -662,7 +663,7 @@ class _RangedReader:
         self._cur: _Body | memoryview | None = first
         self._next, self._stop = next_at, stop
         self._etag = etag or None
-        self._window = 2 * store.transfer.concurrency
+        self._window = store.transfer.concurrency
         self._ahead: deque[Future[bytes]] = deque()
         self._closed = False
         self._fill()
