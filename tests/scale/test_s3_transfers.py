@@ -52,6 +52,24 @@ def _store(place: Any, *, concurrency: int = 4) -> S3Store:
                    transfer=Transfer(part_size=PART, concurrency=concurrency))
 
 
+def test_transfer_settings_are_bounded_and_read_from_the_environment(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from sentenialx.hub.errors import InvalidInput
+
+    with pytest.raises(InvalidInput, match="S3 refuses smaller parts"):
+        Transfer(part_size=MiB)
+    with pytest.raises(InvalidInput, match="concurrency"):
+        Transfer(concurrency=0)
+    monkeypatch.setenv("SENTENIALX_S3_PART_SIZE", "16M")
+    monkeypatch.setenv("SENTENIALX_S3_CONCURRENCY", "3")
+    assert Transfer.from_env() == Transfer(16 * MiB, 3)
+    monkeypatch.setenv("SENTENIALX_S3_PART_SIZE", "lots")
+    with pytest.raises(InvalidInput, match="SENTENIALX_S3_PART_SIZE"):
+        Transfer.from_env()
+    # A file of more than 10,000 parts gets larger parts (rounded up to whole MiB).
+    assert Transfer(PART, 4).part_for(100_000 * MiB) == 10 * MiB
+
+
 def _nothing_left(place: Any) -> None:
     assert place.keys() == {}
     assert place.uploads() == []
@@ -300,3 +318,15 @@ def test_a_tampered_s3_object_behind_a_presigned_url_is_refused(
         remote.close()
     assert srv.app.state.transfers.redirects >= 1
     assert srv.app.state.transfers.streamed_bytes == 0
+
+
+def test_the_client_follows_only_http_redirects_with_a_usable_location() -> None:
+    from sentenialx.hub.transport.http import _redirect_target
+
+    base = "http://127.0.0.1:8000"
+    assert _redirect_target("http://s3.local:7480/b/k?X-Amz-Signature=1", base) == \
+        "http://s3.local:7480/b/k?X-Amz-Signature=1"
+    assert _redirect_target("/elsewhere", base) == "http://127.0.0.1:8000/elsewhere"
+    for bad in ("", "file:///etc/passwd", "ftp://h/x", "http://h/\r\nX: y", "h" * 9000):
+        with pytest.raises(StoreUnavailable):
+            _redirect_target(bad, base)

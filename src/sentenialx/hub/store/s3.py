@@ -4,8 +4,8 @@ Write rule: an object appears under its final key only when its upload completed
 (CompleteMultipartUpload is atomic), and no index row names it before that. Every
 request body is signed with its own sha256 (SigV4 ``x-amz-content-sha256``, on
 http and https alike), so the server rejects a part corrupted on the way (RGW
-answers ``XAmzContentSHA256Mismatch``); that check costs half of a Content-MD5,
-which it replaces. The file's sha256 is computed while sending, in one pass.
+answers ``XAmzContentSHA256Mismatch``); with SHA-NI that costs about half of the
+Content-MD5 it replaces. The file's sha256 is computed while sending, in one pass.
 The server is never trusted for content:
 Ceph RGW (Debian 12) accepts a wrong ``x-amz-checksum-sha256`` silently, so reads
 are hashed by the hub against the manifest, and ETags are not used as identity
@@ -13,10 +13,11 @@ are hashed by the hub against the manifest, and ETags are not used as identity
 
 Transfers at wire speed (:class:`Transfer`: part size and concurrency):
 
-- upload: the caller's thread reads each part once, hashes it in order and hands
-  its bytes to a small pool of uploader threads; at most ``concurrency + 1`` parts
-  are in memory. Any failure, or a digest that differs from the one expected,
-  aborts the multipart upload, so no object appears.
+- upload: the caller's thread reads each part once into a reused buffer and hands
+  it to a small pool of uploader threads and to a hasher thread that hashes the
+  parts in order; at most ``concurrency + 2`` parts are in memory. Any failure,
+  or a digest that differs from the one expected, aborts the multipart upload, so
+  no object appears.
 - download (:meth:`S3Store.open_read`): ranged GETs of ``part_size`` bytes run on
   the same pool a bounded window ahead of the reader, which gets the bytes in
   order, so it can hash them in one pass (the read cache does). Every range after
