@@ -68,6 +68,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss(pid: int) -> tuple[int, int]:
     """(VmRSS, VmHWM) of a process, in KiB."""
     out = {}
@@ -291,7 +297,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         for rep in range(args.reps):
             for what in (("hub", "boto3") if rep % 2 == 0 else ("boto3", "hub")):
                 if what == "hub":
+                    before = [cpu_seconds(p.pid) for p in s.procs]
                     hubs.append(locust_run(s, args, rep))
+                    hubs[-1]["server_cpu_s"] = [round(cpu_seconds(p.pid) - b, 2)
+                                                for p, b in zip(s.procs, before, strict=True)]
                 else:
                     log(f"  boto3 alone: {args.pullers} threads x {args.rounds}")
                     bases.append(boto3_alone(s, args.pullers, args.rounds))
@@ -321,6 +330,8 @@ def main(argv: Sequence[str] | None = None) -> int:
          f" {args.reps} runs", "", "", ""],
         ["server RSS now / peak", "; ".join(f"{r // 1024} / {h // 1024} MiB" for r, h in mem),
          "", "", ""],
+        ["server CPU during the run", " + ".join(f"{c:.1f} s" for c in hub_run["server_cpu_s"])
+         + f" in {hub_run['seconds']:.1f} s", "", "", ""],
     ]
     head = ["", f"2 servers on PG + S3 ({args.pullers} pulls in parallel)",
             f"boto3 alone ({args.pullers} threads)", "ratio", "goal"]
