@@ -1,7 +1,8 @@
 """The locust side of ``bench_load.py``: run as its own process (locust's gevent patches it).
 
 Reads one JSON argument (servers, token, the versions to pull, how many pullers, rounds
-and writers, whether to probe) and prints one JSON line of results on stdout (each
+and writers, whether to probe, whether to skip the hub and GET presigned URLs made
+beforehand straight from S3: the ``direct`` yardstick) and prints one JSON line of results on stdout (each
 finished pull's start, end and bytes; locust's stats). ``bench_load.py`` runs one such
 process per CPU, as locust's own workers would, and adds them up:
 
@@ -67,8 +68,12 @@ class Puller(FastHttpUser):
         t0 = time.time()
         err: Exception | None = None
         try:
-            r = self.client.get(url, headers=self.auth, stream=True, allow_redirects=False,
-                                name="pull: the hub's answer (307 or the bytes)")
+            if CFG.get("direct"):
+                # The yardstick: the same client straight to S3, no hub on the way.
+                r = self.client.get(v["direct_url"], stream=True, name="pull: straight from S3")
+            else:
+                r = self.client.get(url, headers=self.auth, stream=True, allow_redirects=False,
+                                    name="pull: the hub's answer (307 or the bytes)")
             if r.status_code in (302, 307):
                 r = self.client.get(r.headers["location"], stream=True,
                                     name="pull: the presigned URL's answer")

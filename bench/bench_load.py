@@ -18,7 +18,9 @@ What runs, in the same run:
    body against the manifest; ``--writers`` users registering 1 MiB versions by upload
    meanwhile; one user timing a small GET (a version's JSON) every 50 ms.
 4. The yardstick: boto3 alone, the same number of threads each GETting the same objects
-   the same number of times and hashing them (what the pullers do, minus the hub).
+   the same number of times and hashing them (what the pullers do, minus the hub);
+   and, for information, the same locust pullers GETting presigned URLs straight from
+   S3 (no hub, no writers): the ceiling of locust's own clients.
 
 Printed: total pull throughput beside boto3's (goal >= 0.8x), the p50 and p99 of the
 small GET and of a whole pull, the writers' registrations, and each server's RSS now
@@ -216,7 +218,8 @@ def boto3_alone(s: Setup, threads: int, rounds: int) -> dict[str, Any]:
             "pull_p50_s": sorted(d[1] - d[0] for d in done)[len(done) // 2]}
 
 
-def locust_run(s: Setup, args: argparse.Namespace, rep: int) -> dict[str, Any]:
+def locust_run(s: Setup, args: argparse.Namespace, rep: int, *, direct: bool = False
+               ) -> dict[str, Any]:
     """One locust run (pullers in ``--locust-processes`` processes, writers and prober in one more)."""
     procs = max(1, min(args.locust_processes, args.pullers))
     log(f"  locust: {args.pullers} pullers x {args.rounds} in {procs} processes;"
@@ -293,10 +296,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     log(f"bench_load: {args.versions} versions of {args.size} MiB; two servers")
     s = Setup(args)
     try:
-        hubs, bases = [], []
+        for v in s.versions:
+            v["direct_url"] = s.s3.generate_presigned_url(
+                "get_object", Params={"Bucket": s.bucket, "Key": v["key"]}, ExpiresIn=3600)
+        hubs, bases, directs = [], [], []
         for rep in range(args.reps):
-            for what in (("hub", "boto3") if rep % 2 == 0 else ("boto3", "hub")):
-                if what == "hub":
+            for what in (("hub", "boto3", "direct") if rep % 2 == 0 else
+                         ("direct", "boto3", "hub")):
+                if what == "direct":
+                    log("  locust alone: the same pullers straight from S3")
+                    directs.append(locust_run(s, args, args.reps + rep, direct=True))
+                elif what == "hub":
                     before = [cpu_seconds(p.pid) for p in s.procs]
                     hubs.append(locust_run(s, args, rep))
                     hubs[-1]["server_cpu_s"] = [round(cpu_seconds(p.pid) - b, 2)
@@ -306,6 +316,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     bases.append(boto3_alone(s, args.pullers, args.rounds))
         hub_run = _median_run(hubs)
         base = _median_run(bases)
+        direct = _median_run(directs)
         mem = [rss(proc.pid) for proc in s.procs]
         written = sum(len(s.hub.versions(f"written{rep}")) for rep in range(args.reps)
                       if any(m["model"] == f"written{rep}" for m in s.hub.models()))
@@ -323,6 +334,9 @@ def main(argv: Sequence[str] | None = None) -> int:
          f" {hub_run['n_failed']} failed; runs {hub_run['all_mib_s']})",
          f"{base['mib_s']:.1f} MiB/s (runs {base['all_mib_s']})", f"{ratio:.2f}x",
          f">= {GOAL}x {'PASS' if ratio >= GOAL else 'FAIL'}"],
+        ["the same locust pullers straight from S3 (no hub)",
+         f"{direct['mib_s']:.1f} MiB/s (runs {direct['all_mib_s']})", "",
+         f"{hub_mib_s / direct['mib_s']:.2f}x", "(info: the hub's own cost)"],
         ["one pull, p50", f"{hub_run['pull_p50_s'] or 0:.2f} s", f"{base['pull_p50_s']:.2f} s", "", ""],
         ["small GET p50 / p99", f"{small.get('p50_ms', 0):.0f} / {small.get('p99_ms', 0):.0f} ms"
          f" ({small.get('count', 0)} requests, {small.get('failures', 0)} failed)", "", "", ""],
@@ -347,6 +361,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     (args.out / "bench_load.json").write_text(json.dumps({
         "args": vars(args) | {"out": str(args.out)}, "hub": hub_run, "boto3": base,
         "hub_runs": [{k: v for k, v in r.items() if k != "stats"} for r in hubs],
+        "direct": {k: v for k, v in direct.items() if k != "stats"},
         "ratio": ratio, "server_rss_kib": mem, "written": written,
         "loadavg_start": load_start, "loadavg_end": load_end, "cpus": os.cpu_count(),
         "platform": platform.platform()}, indent=2) + "\n")
