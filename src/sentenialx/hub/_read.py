@@ -26,7 +26,7 @@ from sentenialx.hub.errors import (
 from sentenialx.hub.hashing import Progress, hash_file
 from sentenialx.hub.layout import file_key, folder_key
 from sentenialx.hub.manifest import FileEntry
-from sentenialx.hub.store.base import FillsCache
+from sentenialx.hub.store.base import FillsCache, Presigns
 from sentenialx.hub.values import (
     VersionInfo,
 )
@@ -249,6 +249,17 @@ class Reader(Part):
             return cast(IO[bytes], stream)
 
         return size, open_verified
+
+    def presigned_url(self, info: VersionInfo, entry: FileEntry, *, expires: int) -> str | None:
+        """A short-lived URL of one file's stored bytes, or None when the store has no such URLs.
+
+        The bytes are as stored, not verified: the client that follows the URL hashes
+        them against the manifest, as it does every download.
+        """
+        if not isinstance(self.store, Presigns):
+            return None
+        return self.store.presign_get(file_key(info.model, entry.path), expires=expires,
+                                      filename=Path(entry.path).name)
 
     def diff(self, a: str, b: str) -> dict[str, Any]:
         """Compare two versions: files added, removed, changed; metadata and metrics."""

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 CHUNK = 4 * 1024 * 1024
 """Read size: large enough that hashlib drops the GIL and syscalls are few."""
@@ -82,7 +82,8 @@ def hash_files(
 
 
 def copy_and_hash(src: BinaryIO, dst: BinaryIO, *, progress: Progress | None = None,
-                  sync_every: int | None = None) -> Digest:
+                  sync_every: int | None = None, hasher: Any = None,
+                  limit: int | None = None) -> Digest:
     """Copy ``src`` to ``dst`` and hash it, reading every byte once.
 
     A writer thread writes chunk *n* while this thread hashes chunk *n+1*. Chunks
@@ -96,11 +97,15 @@ def copy_and_hash(src: BinaryIO, dst: BinaryIO, *, progress: Progress | None = N
     the disk then writes while this thread is still hashing, and the caller's
     final fsync (which alone makes the copy durable) has only the tail left.
 
+    ``hasher`` continues an existing ``hashlib`` object (the digest returned is then
+    of everything it has seen); ``limit`` stops after that many bytes of ``src``.
+
     Raises:
         OSError: reading or writing failed.
     """
-    h = hashlib.sha256()
+    h = hasher if hasher is not None else hashlib.sha256()
     size = 0
+    left = -1 if limit is None else limit
     free: queue.Queue[mmap.mmap] = queue.Queue()
     for _ in range(BUFFERS):
         free.put(mmap.mmap(-1, CHUNK))
@@ -136,18 +141,21 @@ def copy_and_hash(src: BinaryIO, dst: BinaryIO, *, progress: Progress | None = N
     t = threading.Thread(target=writer, name="sentenialx-writer", daemon=True)
     t.start()
     try:
-        while not errors:
+        while not errors and left != 0:
             buf = free.get()
+            want = CHUNK if left < 0 else min(CHUNK, left)
             if readinto is not None:
-                n = readinto(buf)
+                n = readinto(memoryview(buf)[:want])
                 if n is None:
                     raise OSError("source would block; expected a file")
             else:
-                chunk = src.read(CHUNK)
+                chunk = src.read(want)
                 n = len(chunk)
                 memoryview(buf)[:n] = chunk
             if not n:
                 break
+            if left > 0:
+                left -= n
             h.update(memoryview(buf)[:n])
             full.put((buf, n))
             size += n

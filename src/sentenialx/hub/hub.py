@@ -384,8 +384,11 @@ class Hub:
                    cache_max_bytes=cfg.get("cache_max_bytes"))
 
     def close(self) -> None:
-        """Release database connections."""
+        """Release database connections and the store's transfer threads."""
         self.index.dispose()
+        close_store = getattr(self.store, "close", None)
+        if callable(close_store):
+            close_store()
 
     def __enter__(self) -> Hub:
         return self
@@ -658,6 +661,19 @@ class Hub:
             NotFound: the file is missing from the store.
         """
         return self._reader.verified_source(info, entry)
+
+    def presigned_url(self, info: VersionInfo, entry: FileEntry, *, expires: int = 300
+                      ) -> str | None:
+        """A URL that reads one file's stored bytes for ``expires`` seconds, or None.
+
+        Only a store that can sign such URLs (S3) gives one. Like :meth:`byte_source`
+        this is what a server hands to a client it has already authorised; the client
+        verifies the bytes against the manifest.
+
+        Raises:
+            InvalidInput: ``expires`` is out of the store's range.
+        """
+        return self._reader.presigned_url(info, entry, expires=expires)
 
     def diff(self, a: str, b: str) -> dict[str, Any]:
         """Compare two versions: files added, removed, changed; metadata and metrics.

@@ -66,14 +66,20 @@ def _local_hub(hub_path: str | None) -> Any:
                    " over this long.")
 @click.option("--min-body-rate", default=1024, show_default=True, metavar="BYTES",
               type=click.IntRange(min=1), help="Slowest body upload accepted, in bytes/s.")
+@click.option("--presign/--no-presign", default=True, show_default=True,
+              help="On an S3 store, answer API downloads with a 307 to a presigned URL, so"
+                   " bytes go from S3 to the client; --no-presign streams them through the"
+                   " server (for clients that cannot reach S3).")
+@click.option("--presign-ttl", default=300, show_default=True, metavar="SECONDS",
+              type=click.IntRange(1, 7 * 24 * 3600), help="Lifetime of a presigned URL.")
 @click.option("--tuf-online-keys", envvar="SENTENIALX_TUF_ONLINE_KEYS", metavar="DIR",
               type=click.Path(file_okay=False),
               help="Folder of the TUF snapshot/timestamp keys (default: the one `tuf init`"
                    " wrote); the server re-signs timestamp before it expires.")
 @hub_option
 def serve(host: str, port: int, anonymous_read: bool, max_upload: str, log_level: str,
-          header_timeout: float, body_timeout: float, min_body_rate: int,
-          tuf_online_keys: str | None, hub_path: str | None) -> None:
+          header_timeout: float, body_timeout: float, min_body_rate: int, presign: bool,
+          presign_ttl: int, tuf_online_keys: str | None, hub_path: str | None) -> None:
     """Serve the hub: REST API (/api/v1, /openapi.json) and web pages, with token auth."""
     import uvicorn
 
@@ -82,6 +88,7 @@ def serve(host: str, port: int, anonymous_read: bool, max_upload: str, log_level
 
     hub = _local_hub(hub_path)
     app = create_app(hub, anonymous_read=anonymous_read, max_upload_bytes=_size(max_upload),
+                     presign_ttl=presign_ttl if presign else None,
                      tuf_online_keys=tuf_online_keys)
     active = [t for t in hub.tokens.list() if t.active]
     if host not in _LOOPBACK:

@@ -7,6 +7,7 @@ Both ``app`` and ``web`` import from here, so neither imports the other.
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Protocol
@@ -26,8 +27,10 @@ from sentenialx.hub.events import Event
 from sentenialx.hub.hub import Hub
 from sentenialx.hub.manifest import FileEntry
 from sentenialx.hub.refs import Ref, Version, parse_ref, validate_name, validate_relpath
-from sentenialx.hub.server._download import file_response
+from sentenialx.hub.server._download import Transfers, file_response, redirect_response
 from sentenialx.hub.values import VersionInfo
+
+log = logging.getLogger("sentenialx.server")
 
 COOKIE = "sx_token"
 """The session cookie that carries a token for the web pages."""
@@ -36,9 +39,12 @@ COOKIE = "sx_token"
 class Settings:
     """What the operator chose when starting the server."""
 
-    def __init__(self, *, anonymous_read: bool, max_upload_bytes: int) -> None:
+    def __init__(self, *, anonymous_read: bool, max_upload_bytes: int,
+                 presign_ttl: int | None = None) -> None:
         self.anonymous_read = anonymous_read
         self.max_upload_bytes = max_upload_bytes
+        # Seconds a presigned download URL lives; None streams every download.
+        self.presign_ttl = presign_ttl
 
 
 class TokenChecker(Protocol):
@@ -206,7 +212,38 @@ def stream_entry(request: Request, hub: Hub, info: VersionInfo, entry: FileEntry
     size, opener = (hub.verified_byte_source if verified else hub.byte_source)(info, entry)
     return file_response(request.headers, entry, size=size, opener=opener,
                          filename=Path(entry.path).name, content_type=content_type,
-                         inline=inline)
+                         inline=inline, counter=transfers_of(request))
+
+
+def transfers_of(request: Request) -> Transfers | None:
+    """The app's download counters."""
+    return getattr(request.app.state, "transfers", None)
+
+
+def redirect_entry(request: Request, hub: Hub, info: VersionInfo, entry: FileEntry
+                   ) -> Response | None:
+    """A redirect to a presigned URL of a file, or None to stream it instead.
+
+    None when the server streams (``presign_ttl`` unset), when the store signs no URLs,
+    and for HEAD (answered from the manifest by the stream response). The caller has
+    already checked the token's scope for the model and resolved the version.
+
+    Raises:
+        InvalidInput: the configured lifetime is out of the store's range.
+    """
+    settings: Settings = request.app.state.settings
+    if settings.presign_ttl is None or request.method != "GET":
+        return None
+    url = hub.presigned_url(info, entry, expires=settings.presign_ttl)
+    if url is None:
+        return None
+    resp = redirect_response(request.headers, entry, url=url, expires=settings.presign_ttl)
+    counter = transfers_of(request)
+    if resp.status_code == 307 and counter is not None:
+        counter.redirected()
+        log.info("download %s %s: presigned URL for %d s", info.ref, entry.path,
+                 settings.presign_ttl)
+    return resp
 
 
 async def run(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

@@ -1,5 +1,9 @@
 """Streaming a stored file over HTTP: ETag = sha256, Range (206), If-None-Match (304), If-Range.
 
+Or, on a store that signs URLs (S3), not streaming it: :func:`redirect_response`
+answers ``307`` to a short-lived presigned URL, so the bytes go from the store to
+the client without passing through the server. :class:`Transfers` counts both.
+
 The bytes come straight from the blob store in large chunks read in a worker
 thread, so a download neither loads the file into memory nor blocks the event
 loop. The ETag is the manifest's sha256, so a client that holds verified bytes can
@@ -11,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from collections.abc import Callable, Mapping
 from typing import IO, Any
 from urllib.parse import quote
@@ -28,6 +33,29 @@ CHUNK = 1024 * 1024
 _RANGE_RE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$")
 MAX_RANGE_DIGITS = 18
 """A range bound with more digits is past the end of any file (and past int64)."""
+
+
+class Transfers:
+    """What one app sent: bytes streamed from the store, and presigned redirects handed out."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.streamed_bytes = 0
+        self.redirects = 0
+
+    def streamed(self, n: int) -> None:
+        """Count ``n`` bytes sent through this server."""
+        with self._lock:
+            self.streamed_bytes += n
+
+    def redirected(self) -> None:
+        """Count one download answered with a presigned URL."""
+        with self._lock:
+            self.redirects += 1
+
+    def to_dict(self) -> dict[str, int]:
+        """Plain-dict form."""
+        return {"streamed_bytes": self.streamed_bytes, "redirects": self.redirects}
 
 
 def etag_for(entry: FileEntry) -> str:
@@ -80,11 +108,12 @@ class FileStream(Response):
     """An ASGI response that streams ``length`` bytes from ``start`` of a stored object."""
 
     def __init__(self, opener: Opener, *, start: int, length: int, status_code: int,
-                 headers: Mapping[str, str]) -> None:
+                 headers: Mapping[str, str], counter: Transfers | None = None) -> None:
         super().__init__(status_code=status_code, headers=dict(headers))
         self._opener = opener
         self._start = start
         self._length = length
+        self._counter = counter
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": self.status_code,
@@ -119,14 +148,38 @@ class FileStream(Response):
                 # sha256 check fails, which is the right outcome.
                 break
             remaining -= len(chunk)
+            if self._counter is not None:
+                self._counter.streamed(len(chunk))
             await send({"type": "http.response.body", "body": chunk, "more_body": remaining > 0})
         if remaining > 0:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
+def redirect_response(headers_in: Mapping[str, str], entry: FileEntry, *, url: str,
+                      expires: int) -> Response:
+    """``307`` to a presigned URL of the file's stored bytes (or ``304`` if the client has them).
+
+    A client that follows redirects (``curl -L``, browsers, the hub's own client) gets
+    the bytes from the store; one that does not gets the URL in ``Location`` and in a
+    JSON body, with the sha256 to check them against. The URL is a credential for
+    one object until it expires, so nothing may cache this answer.
+    """
+    etag = etag_for(entry)
+    inm = headers_in.get("if-none-match")
+    if inm is not None and _etag_matches(inm, etag):
+        return Response(status_code=304, headers={"ETag": etag, "Cache-Control": "private, no-cache"})
+    body = json.dumps({"url": url, "expires_in": expires, "sha256": entry.sha256,
+                       "size": entry.size, "path": entry.path,
+                       "note": "GET the url (e.g. curl -L) and check the sha256"})
+    return Response(body, status_code=307, media_type="application/json", headers={
+        "Location": url, "ETag": etag, "X-Sentenialx-Sha256": entry.sha256,
+        "X-Sentenialx-Size": str(entry.size), "Cache-Control": "no-store",
+        "Referrer-Policy": "no-referrer", "X-Content-Type-Options": "nosniff"})
+
+
 def file_response(headers_in: Mapping[str, str], entry: FileEntry, *, size: int, opener: Opener,
                   filename: str, content_type: str = "application/octet-stream",
-                  inline: bool = False) -> Response:
+                  inline: bool = False, counter: Transfers | None = None) -> Response:
     """The response for a GET or HEAD of a stored file.
 
     HEAD gets the same headers and no body (:class:`FileStream` looks at the method).
@@ -173,6 +226,7 @@ def file_response(headers_in: Mapping[str, str], entry: FileEntry, *, size: int,
         base["Content-Range"] = f"bytes {start}-{end}/{size}"
         base["Content-Length"] = str(end - start + 1)
         return FileStream(opener, start=start, length=end - start + 1, status_code=206,
-                          headers=base)
+                          headers=base, counter=counter)
     base["Content-Length"] = str(size)
-    return FileStream(opener, start=0, length=size, status_code=200, headers=base)
+    return FileStream(opener, start=0, length=size, status_code=200, headers=base,
+                      counter=counter)

@@ -79,10 +79,12 @@ from sentenialx.hub.server._common import (  # noqa: F401 - re-exported for call
     principal_of,
     redact_event,
     redact_lineage,
+    redirect_entry,
     run,
     stream_entry,
     version_doc,
 )
+from sentenialx.hub.server._download import Transfers
 
 log = logging.getLogger("sentenialx.server")
 
@@ -90,6 +92,9 @@ HERE = Path(__file__).parent
 DEFAULT_MAX_UPLOAD = 8 * 1024**3
 """Default upload limit (8 GiB): the largest request body a server accepts."""
 API = "/api/v1"
+DEFAULT_PRESIGN_TTL = 300
+"""Lifetime of a presigned download URL: long enough to start, short as a credential."""
+MAX_PRESIGN_TTL = 7 * 24 * 3600
 
 ERROR_STATUS = HTTP_STATUS
 """The hub's one error table (:data:`sentenialx.hub.errors.HTTP_ERRORS`), by class."""
@@ -142,6 +147,7 @@ class BlobQuery(_Body):
 # -- auth dependencies ----------------------------------------------------------------------
 def create_app(hub: Hub, *, tokens: TokenChecker | None = None, anonymous_read: bool = False,
                max_upload_bytes: int = DEFAULT_MAX_UPLOAD,
+               presign_ttl: int | None = DEFAULT_PRESIGN_TTL,
                tuf_online_keys: str | Path | None = None) -> FastAPI:
     """The FastAPI app serving ``hub``: the REST API, the web pages, the OpenAPI description.
 
@@ -150,16 +156,20 @@ def create_app(hub: Hub, *, tokens: TokenChecker | None = None, anonymous_read: 
         tokens: how bearer tokens are checked; default the hub's own token table.
         anonymous_read: let requests without a token read (never write).
         max_upload_bytes: the largest upload accepted (413 above it).
+        presign_ttl: on a store that signs URLs (S3), API downloads answer ``307`` to a
+            presigned URL that lives this many seconds; None streams every download.
         tuf_online_keys: the folder of the TUF snapshot and timestamp keys (default
             ``$SENTENIALX_TUF_ONLINE_KEYS`` or the hub's folder under ~/.config).
 
     Raises:
-        InvalidInput: ``hub`` is not a local hub, or the limit is not positive.
+        InvalidInput: ``hub`` is not a local hub, or a limit is not positive.
     """
     if not isinstance(hub, Hub):
         raise InvalidInput("the server serves a local hub; open it with Hub.open(PATH)")
     if max_upload_bytes <= 0:
         raise InvalidInput("max_upload_bytes must be positive")
+    if presign_ttl is not None and not 1 <= presign_ttl <= MAX_PRESIGN_TTL:
+        raise InvalidInput(f"presign_ttl must be 1..{MAX_PRESIGN_TTL} seconds")
     app = FastAPI(
         title="Sentenial-X Model Hub",
         version="1",
@@ -172,7 +182,8 @@ def create_app(hub: Hub, *, tokens: TokenChecker | None = None, anonymous_read: 
     app.state.hub = hub
     app.state.auth = tokens or hub.tokens
     app.state.settings = Settings(anonymous_read=anonymous_read,
-                                  max_upload_bytes=max_upload_bytes)
+                                  max_upload_bytes=max_upload_bytes, presign_ttl=presign_ttl)
+    app.state.transfers = Transfers()
     _install_errors(app)
     _install_security_headers(app)
     _api_routes(app)
@@ -374,6 +385,8 @@ def _api_routes(app: FastAPI) -> None:  # noqa: C901 - one place lists every end
     file_responses: dict[int | str, dict[str, Any]] = {
         200: {"content": {"application/octet-stream": {}}},
         206: {"description": "Partial content"}, 304: {"description": "Not modified"},
+        307: {"description": "On an S3 hub: Location is a presigned URL of the bytes (also in"
+                             " the JSON body); ?redirect=false streams them instead"},
         416: {"description": "Range not satisfiable"}}
 
     @app.head(files_path, tags=["read"], response_class=Response, responses=file_responses,
@@ -382,12 +395,20 @@ def _api_routes(app: FastAPI) -> None:  # noqa: C901 - one place lists every end
              operation_id="download_file",
              summary="Download a file (ETag = sha256; Range, If-None-Match, If-Range)")
     def download(request: Request, model: str, version: str, path: str,
-                 tok: Principal) -> Response:
+                 tok: Principal, redirect: Annotated[bool, Query(
+                     description="On an S3 hub, answer 307 to a presigned URL (default)"
+                                 " instead of streaming the bytes through the server")] = True
+                 ) -> Response:
         _model(model)
         tok.check("read", model)
         hub = hub_of(request)
         info = _version_info(hub, model, version)
-        return stream_entry(request, hub, info, find_entry(info, path))
+        entry = find_entry(info, path)
+        if redirect:
+            moved = redirect_entry(request, hub, info, entry)
+            if moved is not None:
+                return moved
+        return stream_entry(request, hub, info, entry)
 
     @app.get(f"{API}/models/{{model}}/aliases", tags=["read"], summary="A model's aliases")
     def list_aliases(request: Request, model: str, tok: Principal) -> list[dict[str, Any]]:

@@ -191,6 +191,22 @@ class AbandonedUploads(Protocol):
 
 
 @runtime_checkable
+class Presigns(Protocol):
+    """A store that can hand out a short-lived URL for reading one object (S3).
+
+    The URL is a bearer credential for that one object until it expires: only a
+    caller that has already checked who may read it asks for one.
+    """
+
+    def presign_get(self, key: str, *, expires: int, filename: str | None = None) -> str:
+        """A URL that GETs ``key`` (Range allowed) for ``expires`` seconds, no other credential.
+
+        ``filename`` sets the Content-Disposition the store answers with.
+        """
+        ...
+
+
+@runtime_checkable
 class FillsCache(Protocol):
     """A source that brings an entry's bytes into the verified cache itself (a served hub).
 
@@ -229,6 +245,9 @@ if TYPE_CHECKING:
     def _s3_has_uploads(store: S3Store) -> AbandonedUploads:
         return store
 
+    def _s3_presigns(store: S3Store) -> Presigns:
+        return store
 
-__all__ = ["AbandonedUploads", "BlobStat", "BlobStore", "Dedup", "FillsCache", "ReadStream",
-           "ServerSideCopy", "Source", "read_bytes"]
+
+__all__ = ["AbandonedUploads", "BlobStat", "BlobStore", "Dedup", "FillsCache", "Presigns",
+           "ReadStream", "ServerSideCopy", "Source", "read_bytes"]

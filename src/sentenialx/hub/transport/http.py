@@ -552,7 +552,7 @@ class HttpBlobStore:
                             self.client.raise_for(body.as_response())
                             raise StoreUnavailable(f"{url}: unexpected HTTP {body.status}")
                         etag = body.headers.get("etag", "").strip('"')
-                        if etag and etag != entry.sha256:
+                        if etag and etag != entry.sha256 and not body.redirected:
                             raise IntegrityError(path=entry.path, expected=entry.sha256,
                                                  actual=etag[:64],
                                                  hint="the server sent another file")
@@ -583,15 +583,47 @@ class HttpBlobStore:
 
     @contextlib.contextmanager
     def _body(self, path: str, headers: dict[str, str]) -> Iterator[_Body]:
-        """GET a file's bytes. Raises :class:`_Broken` for anything a retry can fix."""
-        full = self.client.url + "/api/v1" + path
-        hdrs = dict(self.client.http.headers)
+        """GET a file's bytes, following one redirect to a presigned URL.
+
+        An S3 hub answers ``307`` with a short-lived URL of the stored object: it is
+        fetched without this hub's token (the URL is its own credential) and with the
+        same ``Range``; the bytes are hashed against the manifest like any others.
+
+        Raises :class:`_Broken` for anything a retry can fix (a retry asks the hub
+        again, so an expired URL is replaced by a fresh one).
+        """
+        with self._get(self.client.url + "/api/v1" + path, headers,
+                       auth=True) as body:
+            if body.status not in _REDIRECTS:
+                yield body
+                return
+            target = _redirect_target(body.headers.get("location", ""), self.client.url)
+        hop = {k: v for k, v in headers.items() if k.lower() == "range"}
+        with self._get(target, hop, auth=False) as body:
+            body.redirected = True
+            if body.status in (403, 500, 502, 503, 504) or body.status in _REDIRECTS:
+                raise _Broken(f"the presigned URL answered HTTP {body.status}")
+            if body.status not in (200, 206):
+                raise StoreUnavailable(f"the store behind {self.client.url} answered HTTP"
+                                       f" {body.status} for a presigned download of {path};"
+                                       " its operator should run `sentenialx models fsck`")
+            yield body
+
+    @contextlib.contextmanager
+    def _get(self, url: str, headers: dict[str, str], *, auth: bool) -> Iterator[_Body]:
+        hdrs = dict(self.client.http.headers) if auth else {
+            "User-Agent": self.client.http.headers.get("user-agent", "sentenialx-remote/1")}
         hdrs.update(headers)
         if _proxied():
             httpx = _httpx()
             try:
-                with self.client.http.stream("GET", path, headers=headers) as resp:
-                    yield _HttpxBody(resp)
+                if auth:
+                    with self.client.http.stream("GET", url, headers=headers) as resp:
+                        yield _HttpxBody(resp)
+                else:
+                    with httpx.Client(timeout=self.client.http.timeout) as plain, \
+                            plain.stream("GET", url, headers=hdrs) as resp:
+                        yield _HttpxBody(resp)
             except httpx.TransportError as exc:
                 raise _Broken(str(exc)) from None
             return
@@ -599,7 +631,7 @@ class HttpBlobStore:
         # about twice as fast as httpx's 64 KiB chunks (see bench/bench_server.py).
         import http.client
 
-        parts = urlsplit(full)
+        parts = urlsplit(url)
         conn_cls = (http.client.HTTPSConnection if parts.scheme == "https"
                     else http.client.HTTPConnection)
         conn = conn_cls(parts.netloc, timeout=self.client.timeout)
@@ -613,6 +645,29 @@ class HttpBlobStore:
             yield _StdlibBody(resp)
         finally:
             conn.close()
+
+
+_REDIRECTS = (301, 302, 303, 307, 308)
+MAX_REDIRECT_URL = 8192
+
+
+def _redirect_target(location: str, base: str) -> str:
+    """The absolute http(s) URL a download redirect names (relative ones resolve on ``base``).
+
+    Raises:
+        StoreUnavailable: no usable URL (the redirect is refused, never followed blindly).
+    """
+    from urllib.parse import urljoin
+
+    if not location or len(location) > MAX_REDIRECT_URL or any(c in location for c in "\r\n\0"):
+        raise StoreUnavailable(f"served hub {base} redirected a download without a usable"
+                               " Location")
+    url = urljoin(base + "/", location)
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise StoreUnavailable(f"served hub {base} redirected a download to a"
+                               f" {parts.scheme or 'relative'}: URL; only http(s) is followed")
+    return url
 
 
 class HttpWrites:
@@ -1112,6 +1167,8 @@ class _Body:
 
     status: int
     headers: dict[str, str]
+    redirected: bool = False
+    """Fetched from a presigned URL: its ETag is the store's, not the manifest's sha256."""
 
     def readinto(self, buf: memoryview) -> int:
         """Fill ``buf`` with the next bytes; 0 at the end. Raises :class:`_Broken`."""
