@@ -248,12 +248,16 @@ class Maintenance(Part):
                 if not d.name.startswith(STAGING_PREFIX) or not d.is_dir() or d.is_symlink():
                     continue
                 size, newest = 0, d.lstat().st_mtime
+                seen: set[tuple[int, int]] = set()
                 for sub, dirs, files in os.walk(d):
                     for n in dirs + files:
                         with contextlib.suppress(OSError):
                             st = os.lstat(os.path.join(sub, n))
                             newest = max(newest, st.st_mtime)
-                            if n in files:
+                            # An upload stages each blob once and links it into place:
+                            # the bytes gc frees are counted once per inode.
+                            if n in files and (st.st_dev, st.st_ino) not in seen:
+                                seen.add((st.st_dev, st.st_ino))
                                 size += st.st_size
                 out.append((d.name, size, newest))
         return sorted(out)
