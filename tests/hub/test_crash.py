@@ -123,7 +123,7 @@ def test_random_sigkills_leave_no_half_versions(make_hub, tmp_path) -> None:
     take, so they spread over every step of the write path; no assertion depends on
     where they land.
     """
-    kills, budget, every = 200, 300.0, 20
+    kills, budget, every = 200, 480.0, 20
     hub = make_hub()
     inputs = _inputs(tmp_path / "inputs")
     hub.register("big", inputs / "weights.bin")

@@ -17,6 +17,7 @@ import sqlite3
 from pathlib import Path
 
 from sentenialx.hub.index import SCHEMA_HEAD
+from sentenialx.hub.index.lowspace import read_only_uri
 from sentenialx.hub.refs import Version, VersionRange, parse_ref
 
 
@@ -54,8 +55,9 @@ def fast_path(args: list[str]) -> str | None:
         return None
     try:
         ref = parse_ref(ref_text)
-        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    except (ValueError, sqlite3.Error):
+        # Read-only, and on a nearly full disk without a -shm to create (no SIGBUS).
+        conn = sqlite3.connect(read_only_uri(str(db)), uri=True)
+    except (ValueError, sqlite3.Error, OSError):
         return None
     try:
         row = conn.execute("SELECT version_num FROM alembic_version").fetchone()

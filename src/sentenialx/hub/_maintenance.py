@@ -57,7 +57,7 @@ class Maintenance(Part):
                progress: Progress | None = None) -> VerifyReport:
         """Check stored bytes against manifests, and record what matched in the stat cache."""
         report, fresh = self._verify(ref, model=model, deep=deep, progress=progress)
-        self.index.stat_cache_put(fresh)
+        self.cache_stats(fresh)
         return report
 
     def _verify(self, ref: str | None = None, *, model: str | None = None, deep: bool = False,
