@@ -485,7 +485,7 @@ def test_server_killed_mid_upload_fsck_reports_and_gc_cleans(shared_hub: Any,
     assert sorted(kinds) == ["pending", "staging", "upload"], [q.message for q in rep.problems]
     assert kinds["staging"].path == staging[0] + "/"
     assert f"({17 * MiB} bytes" in kinds["staging"].message, kinds["staging"].message
-    for q in (kinds["staging"], kinds["pending"]):
+    for q in (kinds["staging"], kinds["pending"], kinds["upload"]):
         assert " ago" in q.message and q.age_s is not None and q.age_s >= 0, q
     assert kinds["upload"].path == "multipart:teacher/w1_v1.0.1.onnx"
     # gc after the grace removes all three; the completed version is untouched.

@@ -228,10 +228,10 @@ class Maintenance(Part):
                                f" started {_age(age)} ago); `sentenialx models gc` removes it",
                                p.model, p.version, age_s=age))
         if not model and isinstance(self.store, AbandonedUploads):
-            for key in self.store.abandoned_uploads(older_than=cutoff_dt):
+            for key, age in self.store.abandoned_upload_ages(older_than=cutoff_dt):
                 out.append(Problem("upload", key, f"{key}: multipart upload never completed"
-                                   f" (started over {_age(grace.total_seconds())} ago);"
-                                   " `sentenialx models gc` aborts it"))
+                                   f" (started {_age(age)} ago); `sentenialx models gc`"
+                                   " aborts it", age_s=age))
         return out
 
     def _staging(self) -> list[tuple[str, int, float]]:
