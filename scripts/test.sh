@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 # Debian's chromium for the browser tests (Playwright drives /usr/bin/chromium).
 scripts/install-chromium.sh
+# mkfs.ext4 and losetup for the full-disk tests.
+scripts/install-fs-tools.sh
 export SENTENIALX_SERVICES_DIR=${SENTENIALX_SERVICES_DIR:-$(mktemp -d /tmp/sentenialx-services.XXXXXX)}
 mkdir -p "$SENTENIALX_SERVICES_DIR"
 chmod 755 "$SENTENIALX_SERVICES_DIR"
