@@ -173,3 +173,32 @@ def test_reads_work_and_write_nothing_on_a_full_disk(tmp_path: Path, kind: str,
             assert rep.ok, [p.message for p in rep.problems]
             # With space again, the index is written normally.
             assert h.register("distill", inputs / "big.onnx").version == "1.0.2"
+
+
+def test_a_wal_with_changes_on_a_full_disk_is_refused_in_one_line(tmp_path: Path) -> None:
+    from sentenialx.hub.errors import StoreUnavailable
+    from sentenialx.hub.index.lowspace import low_space_reason, read_only_uri
+
+    with small_fs("tmpfs", tmp_path) as fs:
+        db = fs / "registry.db"
+        db.write_bytes(b"\0" * 4096)
+        wal, shm = fs / "registry.db-wal", fs / "registry.db-shm"
+        wal.write_bytes(b"\1" * 4096)
+        assert low_space_reason(str(db)) is None  # space enough: the ordinary open
+        fill(fs, 0)
+        # Changes only a wal-index can read, and none can be made: refused, no SIGBUS.
+        with pytest.raises(StoreUnavailable) as info:
+            low_space_reason(str(db))
+        msg = str(info.value)
+        assert "\n" not in msg and str(db) in msg and "disk is full" in msg, msg
+        # A wal-index already in place (every page allocated) is shared as it is.
+        (fs / "filler").unlink()
+        shm.write_bytes(b"\0" * 32768)
+        fill(fs, 0)
+        assert low_space_reason(str(db)) is None
+        # An empty WAL: everything is in the main file, read as an immutable snapshot.
+        shm.unlink()
+        wal.write_bytes(b"")
+        reason = low_space_reason(str(db))
+        assert reason is not None and "disk is full" in reason
+        assert read_only_uri(str(db)).endswith("?mode=ro&immutable=1")
