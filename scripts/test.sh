@@ -10,6 +10,8 @@ scripts/install-chromium.sh
 scripts/install-skopeo.sh
 # Debian's faketime for the TUF freeze tests (a client clock past the timestamp's expiry).
 scripts/install-faketime.sh
+# mkfs.ext4 and losetup for the full-disk tests.
+scripts/install-fs-tools.sh
 export SENTENIALX_SERVICES_DIR=${SENTENIALX_SERVICES_DIR:-$(mktemp -d /tmp/sentenialx-services.XXXXXX)}
 mkdir -p "$SENTENIALX_SERVICES_DIR"
 chmod 755 "$SENTENIALX_SERVICES_DIR"

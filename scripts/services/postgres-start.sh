@@ -8,6 +8,8 @@
 #   SENTENIALX_TEST_PG_URL=postgresql+psycopg://postgres@127.0.0.1:PORT/postgres
 # The cluster trusts every local connection (initdb -A trust): for tests only.
 # Idempotent: if the cluster in DIR is already running, nothing is done.
+# SENTENIALX_PG_PORT=PORT starts it on that port (to restart a stopped cluster where its
+# clients expect it, as the fault tests do); by default any free port.
 # Stop it with scripts/services/postgres-stop.sh DIR.
 set -euo pipefail
 
@@ -93,7 +95,7 @@ fi
 # Debian's own python3 when there is one, rather than whatever `python3` on PATH is
 # (a pyenv shim, a venv, ...).
 PY=/usr/bin/python3; [ -x "$PY" ] || PY=python3
-PORT=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+PORT=${SENTENIALX_PG_PORT:-$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
 
 # The log must be writable by postgres.
 touch "$LOG" && chown postgres: "$LOG"

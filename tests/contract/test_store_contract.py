@@ -218,6 +218,9 @@ class TestS3Store(StoreContract, DedupContract, ServerSideCopyContract):
         later = datetime.now(UTC) + timedelta(minutes=5)
         assert store.abandoned_uploads(older_than=datetime.now(UTC) - timedelta(days=1)) == []
         assert store.abandoned_uploads(older_than=later) == ["multipart:m/part.bin"]
+        # Its age is measured from when S3 says it started (a few seconds at most here).
+        [(key, age)] = store.abandoned_upload_ages(older_than=later)
+        assert key == "multipart:m/part.bin" and 0 <= age < 300, age
         assert store.abort_uploads(older_than=later) == ["multipart:m/part.bin"]
         assert store.abandoned_uploads(older_than=later) == []
         assert s3_store.uploads() == []

@@ -46,41 +46,56 @@ def assert_recovered(hub) -> None:  # type: ignore[no-untyped-def]
 
 # A zygote imports the hub once, then forks one registering child per request, so each
 # kill costs a fork rather than an interpreter start-up. The test SIGKILLs the child itself.
+# "go N" starts a child that registers for ever; "hold N" one that stops for good inside
+# its first registration, after the first bytes are stored (a pending row and a
+# temporary file exist), and says so: a kill mid-write that depends on no timing.
 ZYGOTE = textwrap.dedent("""
-    import os, sys
+    import os, sys, time
     from pathlib import Path
     from sentenialx.hub.hub import Hub
 
     root, inputs = sys.argv[1], Path(sys.argv[2])
 
-    def register_forever(first):
+    def register_forever(first, hold):
         hub = Hub(root)
         os.write(ready_w, b"r")
+
+        def stop_here(n):
+            os.write(ready_w, b"h")
+            while True:
+                time.sleep(60)
+
         i = first
         while True:
             if i % 2:
                 # A folder version: fixed members (dedup) and one that changes every time.
                 (inputs / "adapter" / "nonce.txt").write_text(f"{os.getpid()} {i}")
-                hub.register("lora", inputs / "adapter")
+                hub.register("lora", inputs / "adapter", progress=stop_here if hold else None)
             else:
-                hub.register("big", inputs / "weights.bin")
+                hub.register("big", inputs / "weights.bin", progress=stop_here if hold else None)
             i += 1
 
     for line in sys.stdin:
         cmd, arg = line.split()
-        if cmd == "go":
+        if cmd in ("go", "hold"):
             ready_r, ready_w = os.pipe()
             pid = os.fork()
             if pid == 0:
                 os.close(ready_r)
                 try:
-                    register_forever(int(arg))
+                    register_forever(int(arg), cmd == "hold")
                 finally:
                     os._exit(1)
             os.close(ready_w)
-            ok = os.read(ready_r, 1) == b"r"
+            want = b"rh" if cmd == "hold" else b"r"
+            got = b""
+            while len(got) < len(want):
+                b = os.read(ready_r, 1)
+                if not b:
+                    break
+                got += b
             os.close(ready_r)
-            print(pid if ok else -1, flush=True)
+            print(pid if got == want else -1, flush=True)
         elif cmd == "reap":
             _, status = os.waitpid(int(arg), 0)
             print(os.WTERMSIG(status) if os.WIFSIGNALED(status) else -1, flush=True)
@@ -99,7 +114,16 @@ def _inputs(root: Path) -> Path:
 
 
 def test_random_sigkills_leave_no_half_versions(make_hub, tmp_path) -> None:
-    kills, budget = 55, 120.0
+    """200 SIGKILLs at random moments of a registration loop; whatever survives is whole.
+
+    Deterministic: every 20th kill waits for the child to commit first (so some
+    registrations always complete) and every 20th, offset by 10, stops the child inside
+    a registration before killing it (so some kills always land mid-write). The other
+    kills sleep a random fraction of how long the children themselves were measured to
+    take, so they spread over every step of the write path; no assertion depends on
+    where they land.
+    """
+    kills, budget, every = 200, 480.0, 20
     hub = make_hub()
     inputs = _inputs(tmp_path / "inputs")
     hub.register("big", inputs / "weights.bin")
@@ -109,45 +133,72 @@ def test_random_sigkills_leave_no_half_versions(make_hub, tmp_path) -> None:
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                               bufsize=1)
     assert zygote.stdin is not None and zygote.stdout is not None
-    start, done, pending_seen = time.monotonic(), 0, 0
-    try:
-        # How long a victim takes from "ready" to its first commit, measured on a victim
-        # itself (cold engine included), so the kill delays below span whole registrations
-        # on this machine however fast or loaded it is. A bounded wait, not an assertion.
-        before = len(hub.index.all_ready_versions())
-        zygote.stdin.write("go 1000\n")
+
+    def start(cmd: str, arg: int) -> int:
+        assert zygote.stdin is not None and zygote.stdout is not None
+        zygote.stdin.write(f"{cmd} {arg}\n")
         pid = int(zygote.stdout.readline())
         assert pid > 0, "registering child did not start"
-        t0 = time.monotonic()
-        while len(hub.index.all_ready_versions()) == before:
-            assert time.monotonic() - t0 < 60, "the calibration child never committed"
-            time.sleep(0.005)
-        typical = time.monotonic() - t0
+        return pid
+
+    def kill(pid: int) -> None:
+        assert zygote.stdin is not None and zygote.stdout is not None
         os.kill(pid, signal.SIGKILL)
         zygote.stdin.write(f"reap {pid}\n")
         assert int(zygote.stdout.readline()) == signal.SIGKILL
-        hub.gc(grace=timedelta(0))  # whatever the calibration child left half-made
-        calibrated = len(hub.index.all_ready_versions())
+
+    def commit_time(pid: int) -> float:
+        """Let the child commit once (a bounded wait, not an assertion on speed)."""
+        before = len(hub.index.all_ready_versions())
+        t0 = time.monotonic()
+        while len(hub.index.all_ready_versions()) == before:
+            assert time.monotonic() - t0 < 60, "a registering child never committed"
+            time.sleep(0.005)
+        return time.monotonic() - t0
+
+    start_t, done, waited, held, mid_write = time.monotonic(), 0, 0, 0, 0
+    base = len(hub.index.all_ready_versions())
+    try:
+        # How long a child takes from "ready" to its first commit, measured on the
+        # children themselves (cold engine included) and refreshed at every waited kill.
+        pid = start("go", 1000)
+        measured = [commit_time(pid)]
+        kill(pid)
+        base += 1
+        pending_before = len(hub.index.pending_versions())
         while done < kills:
-            assert time.monotonic() - start < budget, f"only {done} kills in {budget}s"
-            zygote.stdin.write(f"go {done}\n")
-            pid = int(zygote.stdout.readline())
-            assert pid > 0, "registering child did not start"
-            # Anywhere from before the first byte to after a whole registration (then the
-            # next one is under way): every step of the write path gets hit sometimes.
-            time.sleep(rnd.uniform(0, 1.5 * typical))
-            os.kill(pid, signal.SIGKILL)
-            zygote.stdin.write(f"reap {pid}\n")
-            assert int(zygote.stdout.readline()) == signal.SIGKILL
-            pending_seen += bool(hub.index.pending_versions())
+            assert time.monotonic() - start_t < budget, f"only {done} kills in {budget}s"
+            if done % every == 0:
+                pid = start("go", done)
+                measured.append(commit_time(pid))
+                waited += 1
+            elif done % every == every // 2:
+                pid = start("hold", done)
+                held += 1
+            else:
+                pid = start("go", done)
+                # Anywhere from before the first byte to after a whole registration (then
+                # the next one is under way): every step of the write path gets hit.
+                typical = sorted(measured)[len(measured) // 2]
+                time.sleep(rnd.uniform(0, 1.5 * typical))
+            kill(pid)
+            # A kill mid-write leaves one more pending row (gc removes them at the end).
+            pending = len(hub.index.pending_versions())
+            mid_write += pending > pending_before
+            pending_before = pending
             done += 1
     finally:
         zygote.stdin.close()
         zygote.wait(timeout=30)
-    completed = len(hub.index.all_ready_versions()) - calibrated
-    # Some kills landed mid-registration, some killed children had committed first.
-    assert pending_seen > 0, (pending_seen, completed, typical)
-    assert completed > 0, (pending_seen, completed, typical)
+    completed = len(hub.index.all_ready_versions()) - base
+    print(f"{kills} kills in {time.monotonic() - start_t:.1f}s: {completed} registrations"
+          f" completed ({waited} waited for), {mid_write} kills left a pending row ({held}"
+          f" held mid-write); child commit time median"
+          f" {sorted(measured)[len(measured) // 2] * 1000:.0f} ms")
+    assert done == kills and held == kills // every and waited == kills // every
+    # The held children were killed mid-write, the waited-for ones after a commit.
+    assert mid_write >= held > 0, (mid_write, held)
+    assert completed >= waited > 0, (completed, waited)
     assert_recovered(hub)
     # Whatever survived is complete and correct, and the hub keeps working.
     for v in hub.index.all_ready_versions():

@@ -8,11 +8,13 @@ parts it calls, passed in explicitly when the Hub is built.
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from sentenialx.hub.errors import InvalidInput, NotFound
+from sentenialx.hub.errors import InvalidInput, NotFound, StoreUnavailable
 from sentenialx.hub.index.base import ResolvesRefs
 from sentenialx.hub.manifest import FileEntry
 from sentenialx.hub.refs import Ref, parse_ref
@@ -178,6 +180,20 @@ class Part:
     def resolve(self, ref: str | Ref, *, include_revoked: bool = False) -> VersionInfo:
         """See :meth:`Core.resolve`."""
         return self.core.resolve(ref, include_revoked=include_revoked)
+
+    def cache_stats(self, rows: Sequence[tuple[str, int, int, int, int, str]]) -> None:
+        """Record the stats of files a read path just hashed; best-effort.
+
+        The stat cache only saves the next re-hash, so a read (``verify``, ``path``,
+        ``open``) never fails because the index cannot be written (a full disk, a
+        read-only folder): the failure is a warning and the next read hashes again.
+        """
+        try:
+            self.index.stat_cache_put(rows)
+        except StoreUnavailable as exc:
+            logging.getLogger("sentenialx.read").warning(
+                "verified %d file(s), but could not record them in the stat cache (%s); the"
+                " next verify hashes them again", len(rows), exc)
 
     @staticmethod
     def weights_entry(info: VersionInfo) -> FileEntry:

@@ -29,6 +29,7 @@ from typing import Any
 
 from sentenialx.hub.errors import HubError
 from sentenialx.hub.index import SCHEMA_HEAD, lookup
+from sentenialx.hub.index.lowspace import read_only_uri
 from sentenialx.hub.layout import REGISTRY_DB, REGISTRY_JSON, file_key, folder_key
 from sentenialx.hub.refs import parse_ref, validate_name
 from sentenialx.hub.values import VersionInfo
@@ -101,7 +102,8 @@ def fast_path(args: list[str]) -> str | None:
 
 @contextmanager
 def _snapshot(db: Path) -> Iterator[lookup.Query]:
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, isolation_level=None)
+    # Read-only, and on a nearly full disk without a -shm to create (no SIGBUS).
+    conn = sqlite3.connect(read_only_uri(str(db)), uri=True, isolation_level=None)
     try:
         conn.execute("BEGIN")
         row = conn.execute("SELECT version_num FROM alembic_version").fetchone()

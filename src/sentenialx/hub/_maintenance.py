@@ -57,7 +57,7 @@ class Maintenance(Part):
                progress: Progress | None = None) -> VerifyReport:
         """Check stored bytes against manifests, and record what matched in the stat cache."""
         report, fresh = self._verify(ref, model=model, deep=deep, progress=progress)
-        self.index.stat_cache_put(fresh)
+        self.cache_stats(fresh)
         return report
 
     def _verify(self, ref: str | None = None, *, model: str | None = None, deep: bool = False,
@@ -228,10 +228,10 @@ class Maintenance(Part):
                                f" started {_age(age)} ago); `sentenialx models gc` removes it",
                                p.model, p.version, age_s=age))
         if not model and isinstance(self.store, AbandonedUploads):
-            for key in self.store.abandoned_uploads(older_than=cutoff_dt):
+            for key, age in self.store.abandoned_upload_ages(older_than=cutoff_dt):
                 out.append(Problem("upload", key, f"{key}: multipart upload never completed"
-                                   f" (started over {_age(grace.total_seconds())} ago);"
-                                   " `sentenialx models gc` aborts it"))
+                                   f" (started {_age(age)} ago); `sentenialx models gc`"
+                                   " aborts it", age_s=age))
         return out
 
     def _staging(self) -> list[tuple[str, int, float]]:
@@ -248,12 +248,16 @@ class Maintenance(Part):
                 if not d.name.startswith(STAGING_PREFIX) or not d.is_dir() or d.is_symlink():
                     continue
                 size, newest = 0, d.lstat().st_mtime
+                seen: set[tuple[int, int]] = set()
                 for sub, dirs, files in os.walk(d):
                     for n in dirs + files:
                         with contextlib.suppress(OSError):
                             st = os.lstat(os.path.join(sub, n))
                             newest = max(newest, st.st_mtime)
-                            if n in files:
+                            # An upload stages each blob once and links it into place:
+                            # the bytes gc frees are counted once per inode.
+                            if n in files and (st.st_dev, st.st_ino) not in seen:
+                                seen.add((st.st_dev, st.st_ino))
                                 size += st.st_size
                 out.append((d.name, size, newest))
         return sorted(out)

@@ -92,7 +92,7 @@ class Reader(Part):
                     raise IntegrityError(f"{k}: not in the manifest of {info.ref}; run"
                                          f" `sentenialx models fsck {info.model}`", path=k)
         if fresh:
-            self.index.stat_cache_put(fresh)
+            self.cache_stats(fresh)
 
     def _materialise(self, info: VersionInfo, *, progress: Progress | None = None) -> Path:
         """Verified local copies of the files a path hands out (via the cache); their path.

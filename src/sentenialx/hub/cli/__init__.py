@@ -173,9 +173,15 @@ def open_hub(hub_path: str | None) -> Any:
 
         root = hub_path or os.environ.get("SENTENIALX_HUB") or "models/artifacts"
         cfg = read_config(Path(root))
-        return Hub(root, index_url=index or cfg.get("index"), store_url=store or cfg.get("store"),
-                   s3_endpoint=meta.get("sentenialx.s3_endpoint") or cfg.get("s3_endpoint"))
-    return Hub.open(hub_path)
+        hub = Hub(root, index_url=index or cfg.get("index"), store_url=store or cfg.get("store"),
+                  s3_endpoint=meta.get("sentenialx.s3_endpoint") or cfg.get("s3_endpoint"))
+    else:
+        hub = Hub.open(hub_path)
+    if ctx is not None:
+        # Closed when the command ends, so the last SQLite connection to close is a
+        # writer and takes the WAL with it (a read-only one left open would keep it).
+        ctx.call_on_close(hub.close)
+    return hub
 
 
 def print_json(obj: Any) -> None:

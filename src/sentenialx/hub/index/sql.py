@@ -96,6 +96,9 @@ class SqlIndex:
         self.dialect = u.get_backend_name()
         self._sqlite_path = u.database if self.dialect == "sqlite" else None
         self._local = threading.local()
+        # Set when a nearly full disk has us read the SQLite file as an immutable snapshot
+        # (see index/lowspace.py); every write then fails with this reason.
+        self._low_space: str | None = None
         try:
             with self._db_errors():
                 self.engine = self._make_engine()
@@ -127,6 +130,8 @@ class SqlIndex:
         connect = "check --index and that the database is running, then try again"
         if "database or disk is full" in low or "no space left" in low or code == "53100":
             state, hint = "cannot be written: the disk is full", "free space there and try again"
+        elif self._low_space and ("readonly database" in low or "read-only" in low):
+            state, hint = f"cannot be written: {self._low_space}", "free space there and try again"
         elif "readonly database" in low or "read-only" in low or code == "25006":
             state, hint = "cannot be written: it is read-only", "make it writable or use a copy"
         elif "disk i/o error" in low:
@@ -186,7 +191,19 @@ class SqlIndex:
 
     def _make_engine_for_dialect(self) -> Engine:
         if self.dialect == "sqlite":
-            engine = create_engine(self.url, connect_args={"timeout": 60, "check_same_thread": False})
+            from sentenialx.hub.index.lowspace import low_space_reason, read_only_uri
+
+            path = self._sqlite_path or ""
+            self._low_space = low_space_reason(path)
+            if self._low_space:
+                # Read from the main file alone: no -shm to create, nothing written.
+                uri = read_only_uri(path)
+                engine = create_engine(self.url, creator=lambda: sqlite3.connect(
+                    uri, uri=True, timeout=60, check_same_thread=False))
+            else:
+                engine = create_engine(self.url, connect_args={"timeout": 60,
+                                                               "check_same_thread": False})
+            snapshot = bool(self._low_space)
 
             @event.listens_for(engine, "connect")
             def _connect(dbapi_conn: Any, _rec: Any) -> None:
@@ -195,8 +212,9 @@ class SqlIndex:
                 dbapi_conn.isolation_level = None
                 cur = dbapi_conn.cursor()
                 cur.execute("PRAGMA busy_timeout=60000")
-                cur.execute("PRAGMA journal_mode=WAL")
-                cur.execute("PRAGMA synchronous=FULL")
+                if not snapshot:
+                    cur.execute("PRAGMA journal_mode=WAL")
+                    cur.execute("PRAGMA synchronous=FULL")
                 cur.execute("PRAGMA foreign_keys=ON")
                 cur.close()
 
@@ -273,11 +291,13 @@ class SqlIndex:
 
     def dispose(self) -> None:
         """Close pooled connections (call before fork, or when done)."""
-        self.engine.dispose()
+        # The read-only connection closes first: SQLite checkpoints and removes the WAL
+        # only when the last connection closes and that one can write.
         conn = getattr(self._local, "raw", None)
         if conn is not None:
             conn.close()
             self._local.raw = None
+        self.engine.dispose()
 
     # -- transactions -----------------------------------------------------------------
     @contextmanager
@@ -326,7 +346,11 @@ class SqlIndex:
         """This thread's read-only stdlib connection to the SQLite file (reads only)."""
         conn: sqlite3.Connection | None = getattr(self._local, "raw", None)
         if conn is None:
-            conn = sqlite3.connect(f"file:{self._sqlite_path}?mode=ro", uri=True,
+            from sentenialx.hub.index.lowspace import read_only_uri
+
+            assert self._sqlite_path is not None  # callers check it is a SQLite file
+            # Read-only, and on a nearly full disk without a -shm to create (no SIGBUS).
+            conn = sqlite3.connect(read_only_uri(self._sqlite_path), uri=True,
                                    check_same_thread=False, isolation_level=None)
             conn.execute("PRAGMA busy_timeout=60000")
             self._local.raw = conn

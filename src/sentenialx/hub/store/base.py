@@ -185,6 +185,10 @@ class AbandonedUploads(Protocol):
         """Uploads started before ``older_than`` and never completed."""
         ...
 
+    def abandoned_upload_ages(self, *, older_than: datetime) -> list[tuple[str, float]]:
+        """Those uploads with the seconds since each was started."""
+        ...
+
     def abort_uploads(self, *, older_than: datetime) -> list[str]:
         """Abort those uploads; returns what was aborted."""
         ...

@@ -504,6 +504,12 @@ class S3Store:
         """Multipart uploads started before ``older_than`` and never completed."""
         return [f"multipart:{k}" for k, _ in self._uploads(older_than)]
 
+    def abandoned_upload_ages(self, *, older_than: datetime) -> builtins.list[tuple[str, float]]:
+        """Those uploads with the seconds since each was started (for fsck's report)."""
+        now = datetime.now(older_than.tzinfo)
+        return [(f"multipart:{k}", max(0.0, (now - started).total_seconds()))
+                for k, _, started in self._uploads_started(older_than)]
+
     def abort_uploads(self, *, older_than: datetime) -> builtins.list[str]:
         """Abort abandoned multipart uploads; returns what was aborted."""
         out = []
@@ -514,10 +520,14 @@ class S3Store:
         return out
 
     def _uploads(self, older_than: datetime) -> builtins.list[tuple[str, str]]:
+        return [(k, uid) for k, uid, _ in self._uploads_started(older_than)]
+
+    def _uploads_started(self, older_than: datetime
+                         ) -> builtins.list[tuple[str, str, datetime]]:
         r = self._call("list uploads", self.client.list_multipart_uploads, Bucket=self.bucket,
                        Prefix=self.prefix)
-        return [(u["Key"][len(self.prefix):], u["UploadId"]) for u in r.get("Uploads", [])
-                if u["Initiated"] < older_than]
+        return [(u["Key"][len(self.prefix):], u["UploadId"], u["Initiated"])
+                for u in r.get("Uploads", []) if u["Initiated"] < older_than]
 
 
 def _read_full(f: BinaryIO, buf: bytearray | memoryview) -> int:
