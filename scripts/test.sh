@@ -6,12 +6,9 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 # Debian's chromium for the browser tests (Playwright drives /usr/bin/chromium).
 scripts/install-chromium.sh
-# Debian's skopeo for the OCI registry tests.
-scripts/install-skopeo.sh
-# Debian's faketime for the TUF freeze tests (a client clock past the timestamp's expiry).
-scripts/install-faketime.sh
-# mkfs.ext4 and losetup for the full-disk tests.
-scripts/install-fs-tools.sh
+# Debian's skopeo (OCI registry tests), faketime (TUF freeze tests: a client clock past
+# the timestamp's expiry), mkfs.ext4 and losetup (full-disk tests on small filesystems).
+scripts/install-debian.sh skopeo=skopeo faketime=faketime mkfs.ext4=e2fsprogs losetup=mount
 export SENTENIALX_SERVICES_DIR=${SENTENIALX_SERVICES_DIR:-$(mktemp -d /tmp/sentenialx-services.XXXXXX)}
 mkdir -p "$SENTENIALX_SERVICES_DIR"
 chmod 755 "$SENTENIALX_SERVICES_DIR"

@@ -348,7 +348,7 @@ def test_oras_refused_without_the_right_token(reg: Served, tmp_path: Path,
 def skopeo(tmp_path_factory: pytest.TempPathFactory) -> Any:
     exe = shutil.which("skopeo")
     if exe is None:
-        _missing("skopeo is not installed (scripts/install-skopeo.sh installs Debian's)")
+        _missing("skopeo is not installed (scripts/test.sh installs Debian's)")
     home = tmp_path_factory.mktemp("skopeo-home")
     # No stored credentials: each call says what it logs in with, or nothing.
     env = dict(os.environ, HOME=str(home), XDG_RUNTIME_DIR=str(home),

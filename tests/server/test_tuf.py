@@ -230,7 +230,7 @@ def _faketime() -> str:
     path = shutil.which("faketime")
     if path is None:
         if os.environ.get("CI") == "true":
-            pytest.fail("faketime is missing; scripts/install-faketime.sh installs it")
+            pytest.fail("faketime is missing; scripts/test.sh installs it")
         pytest.skip("faketime is not installed (apt-get install faketime)")
     return path
 

@@ -126,7 +126,7 @@ def test_a_clock_past_the_timestamp_expiry_keeps_the_current_model(edge: Edge, t
     libs = glob("/usr/lib/*/faketime/libfaketime.so.1")
     if not libs:
         if os.environ.get("CI") == "true":
-            pytest.fail("libfaketime is missing; scripts/install-faketime.sh installs it")
+            pytest.fail("libfaketime is missing; scripts/test.sh installs it")
         pytest.skip("libfaketime is not installed (apt-get install faketime)")
     spec = tmp_path / "faketime.spec"
     spec.write_text("+0\n")
