@@ -161,26 +161,10 @@ class Hub:
                                                 if max_response_bytes is None
                                                 else max_response_bytes))
         index = HttpIndex(client)
-        store = HttpBlobStore(client)
-        self = cls.__new__(cls)
-        # The served index implements the read side of the index protocol; every part
-        # that would write to an index is replaced below by HttpWrites, so no write
-        # method of SqlIndex is ever asked of it.
-        self.core = Core(store.root, index=cast(SqlIndex, index), store=store, local=None,
-                         cache=client.cache, files=store.root)
-        self._http = client
-        self._tuf = None
-        self._tokens = None
-        writes = HttpWrites(client, index)
-        trust = ServedTrust(client.url)
-        self._views = ServedViews(index)
-        self._releases = trust
-        self._registrar = writes
-        self._reader = Reader(self.core, trust=trust)
-        self._lifecycle = writes
-        self._maintenance = writes
-        self._seed = writes
-        return self
+        # Writes are requests to the server's own Hub.
+        return cls._over_remote(index, HttpBlobStore(client), client.cache,
+                                writes=HttpWrites(client, index), trust=ServedTrust(client.url),
+                                views=ServedViews(index), http=client)
 
     @classmethod
     def tuf(cls, url: str, *, root: str | os.PathLike[str] | bytes,
@@ -201,19 +185,28 @@ class Hub:
         from sentenialx.hub.tuf_client import TufBlobStore, TufClient, TufIndex, TufTrust, TufWrites
 
         client = TufClient(url, root=root, cache_dir=cache_dir)
-        index = TufIndex(client)
-        store = TufBlobStore(client)
+        # TufIndex resolves refs itself; TufWrites refuses every write, views included.
+        writes = TufWrites(client.url)
+        return cls._over_remote(TufIndex(client), TufBlobStore(client), client.cache,
+                                writes=writes, trust=TufTrust(client.url), views=writes,
+                                tuf=client)
+
+    @classmethod
+    def _over_remote(cls, index: Any, store: Any, cache: Any, *, writes: Any, trust: Any,
+                     views: Any, http: Any = None, tuf: Any = None) -> Hub:
+        """A Hub whose index and bytes are another host's, read through the one read path.
+
+        ``index`` implements the read side of the index protocol. ``writes`` stands in for
+        every part that would write, so no write method of SqlIndex is ever asked of it;
+        ``trust`` stands in for the release part.
+        """
         self = cls.__new__(cls)
-        # TufIndex implements the read side of the index protocol (it resolves refs
-        # itself); every part that would write is TufWrites, which refuses.
         self.core = Core(store.root, index=cast(SqlIndex, index), store=store, local=None,
-                         cache=client.cache, files=store.root)
-        self._http = None
-        self._tuf = client
+                         cache=cache, files=store.root)
+        self._http = http
+        self._tuf = tuf
         self._tokens = None
-        writes = cast(Any, TufWrites(client.url))
-        trust = cast(Any, TufTrust(client.url))
-        self._views = writes
+        self._views = views
         self._releases = trust
         self._registrar = writes
         self._reader = Reader(self.core, trust=trust)
