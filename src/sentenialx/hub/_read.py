@@ -157,23 +157,29 @@ class Reader(Part):
         """One file of a resolved version, read once and matched to the manifest."""
         import hashlib
 
-        if self.cache is not None:
-            # Remote bytes come through the local cache; they are hashed below either way.
-            src = open(self.cached(info, entry, progress=progress), "rb")  # noqa: SIM115
-        else:
-            src = self.store.open_entry(info, entry)
-        with src:
+        with self._source(info, entry, progress) as src:
             data = src.read(entry.size + 1)
         actual = hashlib.sha256(data).hexdigest()
         if len(data) != entry.size or actual != entry.sha256:
-            if self.cache is not None:
-                # A cached copy that changed after it was admitted is never used again.
-                self.cache.drop(entry.sha256)
-                raise IntegrityError(path=entry.path, expected=entry.sha256, actual=actual,
-                                     hint="the cached copy changed; it was dropped, try again")
-            raise IntegrityError(path=entry.path, expected=entry.sha256, actual=actual,
-                                 hint=f"run `sentenialx models fsck {info.model}`")
+            raise self._mismatch(info, entry, actual)
         return data
+
+    def _source(self, info: VersionInfo, entry: FileEntry, progress: Progress | None
+                ) -> IO[bytes]:
+        """The bytes to hash: the cached copy of a remote file, else the store's own."""
+        if self.cache is not None:
+            return open(self.cached(info, entry, progress=progress), "rb")  # noqa: SIM115
+        return cast(IO[bytes], self.store.open_entry(info, entry))
+
+    def _mismatch(self, info: VersionInfo, entry: FileEntry, actual: str) -> IntegrityError:
+        """The error for bytes of ``entry`` that hashed to ``actual``."""
+        if self.cache is not None:
+            # A cached copy that changed after it was admitted is never used again.
+            self.cache.drop(entry.sha256)
+            return IntegrityError(path=entry.path, expected=entry.sha256, actual=actual,
+                                  hint="the cached copy changed; it was dropped, try again")
+        return IntegrityError(path=entry.path, expected=entry.sha256, actual=actual,
+                              hint=f"run `sentenialx models fsck {info.model}`")
 
     def save_entry(self, info: VersionInfo, entry: FileEntry, dest: Path, *,
                    progress: Progress | None = None) -> Path:
@@ -187,20 +193,14 @@ class Reader(Part):
 
         from sentenialx.hub.hashing import copy_and_hash
 
-        if self.cache is not None:
-            src: IO[bytes] = open(self.cached(info, entry, progress=progress), "rb")  # noqa: SIM115
-        else:
-            src = self.store.open_entry(info, entry)
+        src = self._source(info, entry, progress)
         dest.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
         try:
             with src, os.fdopen(fd, "wb") as out:
                 got = copy_and_hash(cast(Any, src), out, progress=progress)
             if got.size != entry.size or got.sha256 != entry.sha256:
-                if self.cache is not None:
-                    self.cache.drop(entry.sha256)
-                raise IntegrityError(path=entry.path, expected=entry.sha256, actual=got.sha256,
-                                     hint=f"run `sentenialx models fsck {info.model}`")
+                raise self._mismatch(info, entry, got.sha256)
             os.chmod(tmp, 0o644)  # mkstemp's 0600 would make a shared download unreadable
             os.replace(tmp, dest)
         except BaseException:
