@@ -425,11 +425,8 @@ class Bench:
         blobs are written (verified once, so the stat cache knows them): resolve reads only
         the index, and ``models path`` checks the stat cache of the file it hands out.
         """
-        from sqlalchemy import insert
-
         from sentenialx.hub import Hub
         from sentenialx.hub.events import chain
-        from sentenialx.hub.index import schema as S
         from sentenialx.hub.index.base import dumps
         from sentenialx.hub.index.sql import utcnow
         from sentenialx.hub.manifest import FileEntry, Manifest
@@ -490,10 +487,11 @@ class Bench:
                 ev("alias", model, ver, {"alias": alias, "previous": None})
         # One write transaction (it also bumps the generation, so caches see the change).
         with hub.index.write() as c:
-            for table, rows in ((S.versions, vrows), (S.files, frows), (S.aliases, arows),
-                                (S.alias_history, hrows), (S.events, erows)):
-                for i in range(0, len(rows), 20000):
-                    c.execute(insert(table), rows[i:i + 20000])
+            for table, rows in (("versions", vrows), ("files", frows), ("aliases", arows),
+                                ("alias_history", hrows), ("events", erows)):
+                cols = list(rows[0])
+                c.many(f"INSERT INTO {table} ({', '.join(cols)})"
+                       f" VALUES ({', '.join(':' + k for k in cols)})", rows)
         hub.write_registry_json()
         hub.verify(model=COLD_MODEL)  # records the stat cache, as registering would
         return hub

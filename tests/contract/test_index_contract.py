@@ -313,13 +313,11 @@ class TestPostgresIndex(IndexContract):
     def test_the_sort_key_compares_bytes_whatever_the_database_locale(self, index: Index) -> None:
         # The test cluster may well run in the C locale, where any collation would pass
         # the order test above; the column itself must say "C".
-        from sqlalchemy import text
-
         assert isinstance(index, SqlIndex)
         with index.read() as c:
-            collation = c.execute(text(
+            collation = c.first(
                 "SELECT collation_name FROM information_schema.columns"
-                " WHERE table_name = 'versions' AND column_name = 'sort_key'")).scalar_one()
+                " WHERE table_name = 'versions' AND column_name = 'sort_key'")[0]
         assert collation == "C"
 
 

@@ -417,7 +417,7 @@ def _all_commands():  # type: ignore[no-untyped-def]
     from sentenialx.hub.cli.models import models
 
     out = []
-    for name, cmd in models.commands.items():
+    for name, cmd in models.all_commands().items():
         if isinstance(cmd, click.Group):
             out += [(f"{name} {sub}", c) for sub, c in cmd.commands.items()]
         else:

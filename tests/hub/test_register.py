@@ -541,10 +541,29 @@ def _enospc(*a, **k):  # type: ignore[no-untyped-def]
 
 
 def _db_gone(*a, **k):  # type: ignore[no-untyped-def]
-    from sqlalchemy.exc import OperationalError
+    # What the index raises for a database that went away (index/sql.py translates it).
+    from sentenialx.hub.errors import StoreUnavailable
 
-    raise OperationalError("INSERT INTO stat_cache ...", {}, Exception(
-        "server closed the connection unexpectedly"))
+    raise StoreUnavailable("index db lost the connection; check --index and that the database"
+                           " is running, then try again")
+
+
+def _sqlite_full(self, sql, seq):  # type: ignore[no-untyped-def]
+    # The disk fills under the stat-cache upsert alone, inside the index's own transaction.
+    import sqlite3
+
+    if "stat_cache" in sql:
+        raise sqlite3.OperationalError("database or disk is full")
+    return _REAL_MANY(self, sql, seq)
+
+
+def _real_many():  # type: ignore[no-untyped-def]
+    from sentenialx.hub.index._sqlite import SqliteTx
+
+    return SqliteTx.many
+
+
+_REAL_MANY = _real_many()
 
 
 @pytest.mark.parametrize(("target", "fault", "what"), [
@@ -553,6 +572,7 @@ def _db_gone(*a, **k):  # type: ignore[no-untyped-def]
     ("stats", _enospc, "stat cache"),
     ("stats", _db_gone, "stat cache"),
     ("stat_cache_put", _db_gone, "stat cache"),
+    ("sqlite_many", _sqlite_full, "stat cache"),
 ])
 def test_a_failure_after_the_commit_still_returns_the_version(
         hub, sample_file, monkeypatch, caplog, registry_ok, target, fault, what) -> None:
@@ -560,12 +580,14 @@ def test_a_failure_after_the_commit_still_returns_the_version(
 
     from sentenialx.hub._register import Registrar
     from sentenialx.hub._views import Views
+    from sentenialx.hub.index._sqlite import SqliteTx
     from sentenialx.hub.index.sql import SqlIndex
 
     first = hub.register("m", sample_file(100))
     owner, name = {"views": (Views, "write_registry_json"),
                    "stats": (Registrar, "_remember_stats"),
-                   "stat_cache_put": (SqlIndex, "stat_cache_put")}[target]
+                   "stat_cache_put": (SqlIndex, "stat_cache_put"),
+                   "sqlite_many": (SqliteTx, "many")}[target]
     monkeypatch.setattr(owner, name, fault)
     with caplog.at_level(logging.WARNING, logger="sentenialx.register"):
         done = hub.register("m", sample_file(200, seed=1), idempotency_key="k-after-commit")

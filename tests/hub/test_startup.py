@@ -280,15 +280,33 @@ def test_read_commands_import_neither_sqlalchemy_nor_alembic(states_hub: Hub) ->
         assert r.stdout.splitlines()[-1] == "HEAVY []", (argv, r.stdout)
 
 
-def test_a_hub_at_head_opens_without_alembic(states_hub: Hub) -> None:
+def test_a_hub_at_head_writes_without_sqlalchemy_or_alembic(states_hub: Hub) -> None:
     src = str(states_hub.path("lora@1.0.0") / "a.bin")
+    root = str(states_hub.root)
     code = ("import sys\nfrom sentenialx.hub import Hub\n"
-            f"h = Hub({str(states_hub.root)!r})\nh.register('m', {src!r})\n"
+            f"h = Hub({root!r})\nh.register('m', {src!r})\nh.verify('m')\nh.fsck()\n"
+            "h.promote('m@1.0.0', to='prod')\nh.close()\n"
+            "from sentenialx.cli import main\n"
+            "try:\n"
+            f"    main(['models', 'register', 'm', {src!r}, '--bump', 'patch', '--hub', {root!r}])\n"
+            "except SystemExit as e:\n    assert e.code in (0, None), e.code\n"
+            "print('HEAVY', [m for m in ('sqlalchemy', 'alembic') if m in sys.modules])\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                       check=False)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[-1] == "HEAVY []"
+    assert Hub(root).resolve("m@prod").version == "1.0.0"
+
+
+def test_a_hub_behind_head_is_migrated_on_open(tmp_path: Path) -> None:
+    # An index without the schema (a new file) is created by Alembic on the first open.
+    code = ("import sys\nfrom sentenialx.hub import Hub\n"
+            f"h = Hub({str(tmp_path / 'new')!r})\nprint(h.index.generation())\n"
             "print('ALEMBIC', 'alembic' in sys.modules)\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                        check=False)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.splitlines()[-1] == "ALEMBIC False"
+    assert r.stdout.splitlines()[-2:] == ["0", "ALEMBIC True"]
 
 
 def test_the_read_rules_are_the_index_s(states_hub: Hub) -> None:

@@ -33,15 +33,15 @@ def default_actor() -> str:
     env = os.environ.get("SENTENIALX_ACTOR")
     if env:
         return env
-    # Imported here: readers (the CLI's cold start among them) never need them.
+    # Imported here: readers (the CLI's cold start among them) never need it.
     import getpass
-    import socket
 
     try:
         user = getpass.getuser()
     except (KeyError, OSError):
         user = str(os.getuid())
-    return f"{user}@{socket.gethostname()}"
+    # uname's nodename is what socket.gethostname() returns, without importing socket.
+    return f"{user}@{os.uname().nodename}"
 
 
 def weights_entry(info: VersionInfo) -> FileEntry:

@@ -248,13 +248,7 @@ class Registrar(Part):
         try:
             step()
         except (HubError, OSError) as exc:
-            _warn_after_commit(done, what, repair, exc)
-        except Exception as exc:
-            # SQLAlchemy is loaded whenever one of its errors can be raised here.
-            from sqlalchemy.exc import SQLAlchemyError
-
-            if not isinstance(exc, SQLAlchemyError):
-                raise
+            # The index raises only hub errors for a failing database (index/sql.py).
             _warn_after_commit(done, what, repair, exc)
 
     @staticmethod

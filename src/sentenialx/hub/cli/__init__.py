@@ -105,7 +105,38 @@ def debug_enabled() -> bool:
 
 
 class HubGroup(click.Group):
-    """A click group that turns hub errors into one line and an exit code."""
+    """A click group that turns hub errors into one line and an exit code.
+
+    Commands may be registered lazily (:meth:`lazy_commands`): a command's module is
+    imported only when that command runs or the group lists its help, so a command
+    loads only what it needs (start-up is most of a small command's time).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._lazy: dict[str, str] = {}
+
+    def lazy_commands(self, targets: dict[str, str]) -> None:
+        """Register commands by ``{name: "module:attribute"}``, imported on first use."""
+        self._lazy.update(targets)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self._lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = self._lazy.pop(cmd_name, None)
+        if target is not None and cmd_name not in self.commands:
+            import importlib
+
+            module, attr = target.split(":")
+            self.add_command(getattr(importlib.import_module(module), attr), cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+    def all_commands(self) -> dict[str, click.Command]:
+        """Every command, the lazy ones loaded."""
+        ctx = click.Context(self)
+        found = {name: self.get_command(ctx, name) for name in self.list_commands(ctx)}
+        return {name: cmd for name, cmd in found.items() if cmd is not None}
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -206,35 +237,8 @@ def cli(debug: bool) -> None:
 
 
 def _register_commands() -> None:
-    from sentenialx.hub.cli import demo as _demo
-    from sentenialx.hub.cli import keys as _keys
-    from sentenialx.hub.cli import models as _models
-
-    cli.add_command(_models.models)
-    cli.add_command(_demo.demo)
-    cli.add_command(_keys.keys)
-    from sentenialx.hub.cli import train as _train
-
-    cli.add_command(_train.train)
-    _models.models.add_command(_keys.sign)
-    _models.models.add_command(_keys.promote)
-    from sentenialx.hub.cli import serve as _serve
-
-    _serve.register(_models.models)
-    from sentenialx.hub.cli import copy as _copy  # `models copy` (issue 5)
-
-    _models.models.add_command(_copy.copy)
-    from sentenialx.hub.cli import mlflow as _mlflow  # `models import-mlflow` (issue 11)
-
-    _models.models.add_command(_mlflow.import_mlflow)
-
-    from sentenialx.hub.cli import hf as _hf  # `models import-hf` (issue 11)
-
-    _models.models.add_command(_hf.import_hf)
-
-    from sentenialx.hub.cli import tuf as _tuf  # `tuf init|root|rotate|delegate|status` (issue 10)
-
-    cli.add_command(_tuf.tuf)
+    cli.lazy_commands({name: f"sentenialx.hub.cli.{name}:{name}"
+                       for name in ("models", "demo", "keys", "train", "tuf")})
 
 
 _register_commands()

@@ -486,3 +486,17 @@ def import_registry(registry: Path, hub_path: str | None, as_json: bool) -> None
         return
     for v in out:
         click.echo(f"imported {v.ref}  sha256:{v.digest}")
+
+
+# The verbs defined elsewhere, imported only when one of them runs.
+models.lazy_commands({
+    "sign": "sentenialx.hub.cli.keys:sign",
+    "promote": "sentenialx.hub.cli.keys:promote",
+    "serve": "sentenialx.hub.cli.serve:serve",
+    "token": "sentenialx.hub.cli.serve:token",
+    "pull": "sentenialx.hub.cli.serve:pull",
+    "push": "sentenialx.hub.cli.serve:push",
+    "copy": "sentenialx.hub.cli.copy:copy",
+    "import-mlflow": "sentenialx.hub.cli.mlflow:import_mlflow",
+    "import-hf": "sentenialx.hub.cli.hf:import_hf",
+})

@@ -250,11 +250,3 @@ def push(dest: str, refs: tuple[str, ...], aliases: bool, include_revoked: bool,
          hub_path: str | None, as_json: bool) -> None:
     """Copy versions REFS (and their lineage) from this hub to hub DEST, verified."""
     _copy(_open_any(hub_path), _open_any(dest), refs, include_revoked, aliases, as_json)
-
-
-def register(models: click.Group) -> None:
-    """Add these commands to the ``models`` group."""
-    models.add_command(serve)
-    models.add_command(token)
-    models.add_command(pull)
-    models.add_command(push)

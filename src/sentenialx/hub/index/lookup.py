@@ -34,11 +34,11 @@ from sentenialx.hub.values import AliasInfo, VersionInfo
 Query = Callable[[str, Mapping[str, Any]], Sequence[Sequence[Any]]]
 """``query(sql, params) -> rows``: one statement in the caller's transaction."""
 
-_VCOLS = ("id, model, version, state, revoked, revoke_reason, digest, stem, layout, meta,"
+VCOLS = ("id, model, version, state, revoked, revoke_reason, digest, stem, layout, meta,"
           " lineage, size, created_at, created_by")
 _LIVE = "model = :model AND state = 'ready' AND NOT revoked"
-_BY_VERSION = f"SELECT {_VCOLS} FROM versions WHERE model = :model AND version = :version"
-_FILES = "SELECT path, size, sha256, role FROM files WHERE version_id = :vid ORDER BY path"
+_BY_VERSION = f"SELECT {VCOLS} FROM versions WHERE model = :model AND version = :version"
+FILES = "SELECT path, size, sha256, role FROM files WHERE version_id = :vid ORDER BY path"
 _ALIAS = ("SELECT model, alias, version, updated_at, updated_by FROM aliases"
           " WHERE model = :model AND alias = :alias")
 _DESC = "ORDER BY sort_key DESC, id DESC"
@@ -49,7 +49,7 @@ _IDENT = re.compile(r"^[0-9A-Za-z-]+$")
 
 
 def version_from_row(row: Sequence[Any], files: Sequence[Sequence[Any]] = ()) -> VersionInfo:
-    """A :class:`VersionInfo` from a row of ``_VCOLS`` and its file rows."""
+    """A :class:`VersionInfo` from a row of ``VCOLS`` and its file rows."""
     return VersionInfo(
         int(row[0]), row[1], row[2], row[3], bool(row[4]), row[5], row[6], row[7], row[8],
         json.loads(row[9]), json.loads(row[10]), int(row[11]), row[12], row[13],
@@ -57,7 +57,7 @@ def version_from_row(row: Sequence[Any], files: Sequence[Sequence[Any]] = ()) ->
 
 
 def _with_files(q: Query, row: Sequence[Any]) -> VersionInfo:
-    return version_from_row(row, q(_FILES, {"vid": row[0]}))
+    return version_from_row(row, q(FILES, {"vid": row[0]}))
 
 
 def missing_model_msg(q: Query, model: str) -> str:
@@ -115,7 +115,7 @@ def latest(q: Query, model: str) -> VersionInfo:
     Raises:
         NotFound: the model has no resolvable version.
     """
-    rows = q(f"SELECT {_VCOLS} FROM versions WHERE {_LIVE} {_DESC} LIMIT 1", {"model": model})
+    rows = q(f"SELECT {VCOLS} FROM versions WHERE {_LIVE} {_DESC} LIMIT 1", {"model": model})
     if rows:
         return _with_files(q, rows[0])
     if q("SELECT id FROM versions WHERE model = :model AND state = 'ready' LIMIT 1",
@@ -132,7 +132,7 @@ def by_digest(q: Query, model: str, prefix: str) -> VersionInfo:
         NotFound: none matches.
         InvalidInput: the prefix is ambiguous.
     """
-    rows = q(f"SELECT {_VCOLS} FROM versions WHERE model = :model AND state = 'ready'"
+    rows = q(f"SELECT {VCOLS} FROM versions WHERE model = :model AND state = 'ready'"
              " AND digest LIKE :prefix LIMIT 2", {"model": model, "prefix": prefix + "%"})
     if not rows:
         raise NotFound(f"{model}@sha256:{prefix} not found; no version of {model!r} has"
@@ -177,7 +177,7 @@ def in_range(q: Query, model: str, text: str) -> VersionInfo:
     offset, batch = 0, _RANGE_BATCH
     while True:
         params.update(n=batch, off=offset)
-        rows = q(f"SELECT {_VCOLS} FROM versions WHERE {where} {_DESC} LIMIT :n OFFSET :off",
+        rows = q(f"SELECT {VCOLS} FROM versions WHERE {where} {_DESC} LIMIT :n OFFSET :off",
                  params)
         for row in rows:
             if rng.matches(Version.parse(row[2])):
@@ -224,7 +224,7 @@ def list_versions(q: Query, model: str, *, include_revoked: bool = True,
         NotFound: the model has no versions (only when ``include_revoked``).
     """
     cond = "model = :model AND state = 'ready'" + ("" if include_revoked else " AND NOT revoked")
-    rows = q(f"SELECT {_VCOLS} FROM versions WHERE {cond} ORDER BY sort_key, id", {"model": model})
+    rows = q(f"SELECT {VCOLS} FROM versions WHERE {cond} ORDER BY sort_key, id", {"model": model})
     if not rows and include_revoked:
         raise NotFound(missing_model_msg(q, model), what="model", name=model)
     return [_with_files(q, r) if with_files else version_from_row(r) for r in rows]
@@ -250,6 +250,6 @@ def models(q: Query) -> list[dict[str, Any]]:
     return out
 
 
-__all__ = ["Query", "by_digest", "get_alias", "get_version", "in_range", "latest",
+__all__ = ["FILES", "VCOLS", "Query", "by_digest", "get_alias", "get_version", "in_range", "latest",
            "list_aliases", "list_versions", "missing_model_msg", "missing_version_msg",
            "models", "resolve", "version_from_row"]

@@ -1,4 +1,4 @@
-"""The SQL index (SQLAlchemy Core) on SQLite or PostgreSQL.
+"""The SQL index on SQLite or PostgreSQL: one set of SQL, two drivers.
 
 Correctness under many writers rests on one rule: every write transaction first
 takes the single ``hub_state`` row (``BEGIN IMMEDIATE`` on SQLite, ``SELECT ... FOR
@@ -6,67 +6,60 @@ UPDATE`` on PostgreSQL) and bumps its generation. Writers are therefore
 serialised, version allocation and alias compare-and-set see a stable world,
 the event chain has one tail, and readers can tell from the generation alone
 whether anything changed.
+
+Every statement is SQL text with ``:name`` parameters, which :mod:`sqlite3` and
+SQLAlchemy's ``text()`` both understand, run through a :class:`Tx`. A SQLite file is
+driven by the standard library (``_sqlite.py``), so a command on the embedded
+default imports neither SQLAlchemy nor Alembic; PostgreSQL goes through a SQLAlchemy
+engine (``_engine.py``). Alembic runs only when a schema is behind (:meth:`SqlIndex.migrate`).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import sqlite3
-import threading
-import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from functools import lru_cache
-from typing import Any
-
-from sqlalchemy import (
-    Connection,
-    Engine,
-    TextClause,
-    and_,
-    create_engine,
-    delete,
-    event,
-    func,
-    insert,
-    select,
-    text,
-    update,
-)
-from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import make_url
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sentenialx.hub.errors import (
     AlreadyExists,
     Conflict,
+    HubError,
     NotFound,
     StoreUnavailable,
     one_line,
 )
 from sentenialx.hub.events import GENESIS, Event, chain
-from sentenialx.hub.index import lookup
-from sentenialx.hub.index import schema as S
+from sentenialx.hub.index import SCHEMA_HEAD, lookup
 from sentenialx.hub.index.base import dumps
 from sentenialx.hub.manifest import FileEntry
 from sentenialx.hub.refs import Ref, Version
 from sentenialx.hub.values import AliasInfo, AliasMove, VersionInfo
 
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
-@lru_cache(maxsize=256)
-def _text(sql: str) -> TextClause:
-    return text(sql)
+    from sentenialx.hub.index._engine import EngineDb
+    from sentenialx.hub.index._sqlite import SqliteFile
 
 
-def _sa_query(c: Connection) -> lookup.Query:
-    """A :data:`lookup.Query` over a SQLAlchemy connection (in its transaction)."""
+class Tx(Protocol):
+    """One transaction: SQL text with ``:name`` parameters; rows read by name or position."""
 
-    def q(sql: str, params: Mapping[str, Any]) -> Sequence[Any]:
-        return c.execute(_text(sql), dict(params)).all()
+    def rows(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Any]:
+        """Every row of one statement."""
 
-    return q
+    def first(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:
+        """The first row, or None."""
+
+    def run(self, sql: str, params: Mapping[str, Any] | None = None) -> int:
+        """Run a statement; the number of rows it changed."""
+
+    def many(self, sql: str, seq: Sequence[Mapping[str, Any]]) -> None:
+        """Run one statement once per parameter set."""
 
 
 def utcnow() -> str:
@@ -81,10 +74,30 @@ def normalise_url(url: str) -> str:
     return url
 
 
+def sqlite_path(url: str) -> str | None:
+    """The file of a ``sqlite:///PATH`` URL (``sqlite:////abs`` for an absolute one), else None."""
+    if not url.startswith("sqlite:"):
+        return None
+    rest = url[len("sqlite:"):]
+    if not rest.startswith("///"):
+        return ":memory:" if rest in ("", "//") else None
+    path = rest[3:].split("?", 1)[0]
+    return path or ":memory:"
+
+
 def idempotency_conflict(key: str, model: str, version: str) -> str:
     """The one-line refusal of a key reused for another request."""
     return (f"idempotency key {key[:80]!r} was used to register {model}@{version} from other"
             " inputs; nothing was stored (use a new key for a new registration)")
+
+
+# Every version column, in lookup.VCOLS order (so lookup.version_from_row reads the row).
+_VERSION = f"SELECT {lookup.VCOLS} FROM versions"
+_EVENT = "SELECT seq, ts, kind, model, version, actor, payload, prev_hash, hash FROM events"
+_TOKEN = ("SELECT id, name, scope, models, created_at, created_by, expires_at, revoked_at,"
+          " last_used_at FROM tokens")
+_STAT = "SELECT path, size, mtime_ns, ino, ctime_ns, sha256 FROM stat_cache"
+_BUMP = "UPDATE hub_state SET generation = generation + 1, updated_at = :now WHERE id = 1"
 
 
 class SqlIndex:
@@ -92,24 +105,33 @@ class SqlIndex:
 
     def __init__(self, url: str) -> None:
         self.url = normalise_url(url)
-        u = make_url(self.url)
-        self.dialect = u.get_backend_name()
-        self._sqlite_path = u.database if self.dialect == "sqlite" else None
-        self._local = threading.local()
-        # Set when a nearly full disk has us read the SQLite file as an immutable snapshot
-        # (see index/lowspace.py); every write then fails with this reason.
-        self._low_space: str | None = None
-        try:
-            with self._db_errors():
-                self.engine = self._make_engine()
-                self._ensure_schema()
-        except sa_exc.NoSuchModuleError as exc:
-            raise StoreUnavailable(f"cannot open index {self.safe_url}: {exc}; "
-                                   "install `pip install 'sentenialx[postgres]'`") from None
+        self._sqlite_path = sqlite_path(self.url)
+        self.dialect = "sqlite" if self._sqlite_path is not None else "postgresql"
+        self._engine_db: EngineDb | None = None
+        self._file: SqliteFile | None = None
+        if self._sqlite_path is not None:
+            from sentenialx.hub.index._sqlite import SqliteFile
+
+            if self._sqlite_path == ":memory:":
+                # Each connection would see its own empty database.
+                raise StoreUnavailable("index sqlite:///:memory: cannot hold a hub; give a file,"
+                                       " e.g. sqlite:///registry.db")
+            self._file = SqliteFile(self._sqlite_path, self.unavailable)
+        else:
+            self._engine_db = self._make_engine_db()
+        self._ensure_schema()
+
+    @property
+    def _low_space(self) -> str | None:
+        return self._file.low_space if self._file is not None else None
 
     @property
     def safe_url(self) -> str:
         """The URL with any password hidden."""
+        if self._sqlite_path is not None:
+            return self.url
+        from sqlalchemy.engine import make_url
+
         return make_url(self.url).render_as_string(hide_password=True)
 
     # -- failures ---------------------------------------------------------------------
@@ -118,6 +140,8 @@ class SqlIndex:
         """What a failure names: the SQLite file, or the PostgreSQL URL without password."""
         if self._sqlite_path:
             return self._sqlite_path
+        from sqlalchemy.engine import make_url
+
         u = make_url(self.url)
         return u.set(drivername=u.get_backend_name()).render_as_string(hide_password=True)
 
@@ -139,6 +163,8 @@ class SqlIndex:
         elif "unable to open database file" in low:
             state, hint = "cannot be opened (unable to open database file)", \
                 "check that its folder exists and is writable"
+        elif "file is not a database" in low or "malformed" in low:
+            state, hint = f"is corrupt ({text})", "restore it from a backup"
         elif "refused" in low:
             state, hint = "unreachable (connection refused)", connect
         elif "timeout" in low or "timed out" in low:
@@ -155,122 +181,64 @@ class SqlIndex:
             state, hint = f"failed ({text})", "try again"
         return StoreUnavailable(f"index {self.where} {state}; {hint}", where=self.where)
 
-    @contextmanager
-    def _db_errors(self) -> Iterator[None]:
-        """Database failures inside become :meth:`unavailable`; in process, only hub errors.
+    # -- drivers ----------------------------------------------------------------------
+    def _make_engine_db(self) -> EngineDb:
+        from sentenialx.hub.index._engine import EngineDb
 
-        Only errors of the database's state (OperationalError, InterfaceError, a dropped
-        connection) are translated; constraint and SQL errors stay as they are (bugs).
-        """
-        try:
-            yield
-        except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:
-            raise self.unavailable(exc) from None
-        except sa_exc.DBAPIError as exc:
-            if not exc.connection_invalidated:
-                raise
-            raise self.unavailable(exc) from None
+        if self._file is not None:
+            return EngineDb(self.url, self.unavailable, sqlite_connect=self._file.connect)
+        return EngineDb(self.url, self.unavailable)
 
-    def _on_error(self, ctx: Any) -> None:
-        # Engine-wide: a failure of the database itself becomes one hub error wherever the
-        # engine is used. Left alone: pre-ping probes (the pool reconnects), lock and
-        # serialisation errors (write() retries them), and a missing table (schema probe).
-        if ctx.is_pre_ping or not isinstance(ctx.sqlalchemy_exception,
-                                             sa_exc.OperationalError | sa_exc.InterfaceError):
-            return
-        low = str(ctx.original_exception).lower()
-        if "locked" in low or "serializ" in low or "deadlock" in low or "no such table" in low:
-            return
-        raise self.unavailable(ctx.sqlalchemy_exception)
-
-    # -- engine -----------------------------------------------------------------------
-    def _make_engine(self) -> Engine:
-        engine = self._make_engine_for_dialect()
-        event.listen(engine, "handle_error", self._on_error)
-        return engine
-
-    def _make_engine_for_dialect(self) -> Engine:
-        if self.dialect == "sqlite":
-            from sentenialx.hub.index.lowspace import low_space_reason, read_only_uri
-
-            path = self._sqlite_path or ""
-            self._low_space = low_space_reason(path)
-            if self._low_space:
-                # Read from the main file alone: no -shm to create, nothing written.
-                uri = read_only_uri(path)
-                engine = create_engine(self.url, creator=lambda: sqlite3.connect(
-                    uri, uri=True, timeout=60, check_same_thread=False))
-            else:
-                engine = create_engine(self.url, connect_args={"timeout": 60,
-                                                               "check_same_thread": False})
-            snapshot = bool(self._low_space)
-
-            @event.listens_for(engine, "connect")
-            def _connect(dbapi_conn: Any, _rec: Any) -> None:
-                # We issue BEGIN ourselves (pysqlite's implicit transactions defer locks
-                # and turn concurrent writers into "database is locked" errors).
-                dbapi_conn.isolation_level = None
-                cur = dbapi_conn.cursor()
-                cur.execute("PRAGMA busy_timeout=60000")
-                if not snapshot:
-                    cur.execute("PRAGMA journal_mode=WAL")
-                    cur.execute("PRAGMA synchronous=FULL")
-                cur.execute("PRAGMA foreign_keys=ON")
-                cur.close()
-
-            @event.listens_for(engine, "begin")
-            def _begin(conn: Connection) -> None:
-                if conn.get_execution_options().get("hub_write"):
-                    conn.exec_driver_sql("BEGIN IMMEDIATE")
-                else:
-                    conn.exec_driver_sql("BEGIN")
-
-            return engine
-        return create_engine(self.url, pool_pre_ping=True, pool_size=2, max_overflow=4)
+    @property
+    def engine(self) -> Engine:
+        """A SQLAlchemy engine on this index (made on first use for a SQLite file)."""
+        if self._engine_db is None:
+            self._engine_db = self._make_engine_db()
+        return self._engine_db.engine
 
     def _ensure_schema(self) -> None:
-        with self.engine.connect() as conn:
-            current = self._schema_revision(conn)
-        if current == S.HEAD:
-            return
-        self.migrate()
-
-    @staticmethod
-    def _schema_revision(conn: Connection) -> str | None:
-        try:
-            row = conn.exec_driver_sql("SELECT version_num FROM alembic_version").first()
-        except sa_exc.DBAPIError:
-            conn.rollback()
-            return None
-        conn.rollback()
-        return row[0] if row else None
+        db = self._file if self._file is not None else self._engine_db
+        assert db is not None
+        if db.revision() != SCHEMA_HEAD:
+            self.migrate()
 
     def migrate(self) -> None:
         """Create or upgrade the schema with Alembic, then make sure the state row exists."""
         from alembic import command
         from alembic.config import Config
+        from sqlalchemy import text
 
         cfg = Config()
         cfg.set_main_option("script_location", os.path.join(os.path.dirname(__file__), "migrations"))
         lock = self._migration_lock()
         try:
-            with self.engine.connect().execution_options(hub_write=True) as conn:
+            self.engine  # noqa: B018 - makes the engine of a SQLite file
+            assert self._engine_db is not None
+            with self._engine_db.errors(), self.engine.connect().execution_options(
+                    hub_write=True) as conn:
                 with conn.begin():
                     if self.dialect == "postgresql":
                         # Two first-time openers must not both create tables.
                         conn.exec_driver_sql("SELECT pg_advisory_xact_lock(727372)")
                     cfg.attributes["connection"] = conn
-                    if self._schema_revision_in_tx(conn) != S.HEAD:
+                    if self._schema_revision_in_tx(conn) != SCHEMA_HEAD:
                         command.upgrade(cfg, "head")
-                    if conn.execute(select(S.hub_state.c.id)).first() is None:
-                        conn.execute(insert(S.hub_state).values(
-                            id=1, generation=0, updated_at=utcnow(), hub_id=uuid.uuid4().hex))
+                    if conn.exec_driver_sql("SELECT id FROM hub_state").first() is None:
+                        conn.execute(text("INSERT INTO hub_state (id, generation, updated_at,"
+                                          " hub_id) VALUES (1, 0, :now, :hub)"),
+                                     {"now": utcnow(), "hub": uuid.uuid4().hex})
         finally:
             if lock is not None:
                 lock.close()
+            if self._file is not None and self._engine_db is not None:
+                # The stdlib connections serve from here on; the engine was for Alembic.
+                self._engine_db.close()
+                self._engine_db = None
 
     @staticmethod
-    def _schema_revision_in_tx(conn: Connection) -> str | None:
+    def _schema_revision_in_tx(conn: Any) -> str | None:
+        from sqlalchemy import exc as sa_exc
+
         try:
             with conn.begin_nested():
                 row = conn.exec_driver_sql("SELECT version_num FROM alembic_version").first()
@@ -280,7 +248,7 @@ class SqlIndex:
 
     def _migration_lock(self) -> Any:
         # Only avoids wasted work when many processes open a new SQLite hub at once;
-        # BEGIN IMMEDIATE above is what keeps the schema correct.
+        # BEGIN IMMEDIATE in migrate() is what keeps the schema correct.
         if not self._sqlite_path or self._sqlite_path == ":memory:":
             return None
         import fcntl
@@ -290,107 +258,70 @@ class SqlIndex:
         return f
 
     def dispose(self) -> None:
-        """Close pooled connections (call before fork, or when done)."""
-        # The read-only connection closes first: SQLite checkpoints and removes the WAL
-        # only when the last connection closes and that one can write.
-        conn = getattr(self._local, "raw", None)
-        if conn is not None:
-            conn.close()
-            self._local.raw = None
-        self.engine.dispose()
+        """Close every connection (call before fork, or when done)."""
+        if self._file is not None:
+            self._file.close()
+        if self._engine_db is not None:
+            self._engine_db.close()
 
     # -- transactions -----------------------------------------------------------------
     @contextmanager
-    def read(self) -> Iterator[Connection]:
+    def read(self) -> Iterator[Tx]:
         """A read transaction."""
-        with self._db_errors(), self.engine.connect() as conn, conn.begin():
-            yield conn
+        if self._file is not None:
+            with self._file.transaction(write=False) as tx:
+                yield tx
+            return
+        assert self._engine_db is not None
+        with self._engine_db.transaction(write=False) as etx:
+            yield etx
 
     @contextmanager
-    def write(self) -> Iterator[Connection]:
+    def _side_write(self) -> Iterator[Tx]:
+        """A write that records no history: no generation bump (the stat cache, token hints)."""
+        if self._file is not None:
+            with self._file.transaction(write=True) as tx:
+                yield tx
+            return
+        assert self._engine_db is not None
+        with self._engine_db.transaction(write=True) as etx:
+            yield etx
+
+    @contextmanager
+    def write(self) -> Iterator[Tx]:
         """A write transaction that holds the hub_state row and bumps the generation."""
-        for attempt in range(20):
-            try:
-                with self.engine.connect().execution_options(hub_write=True) as conn:
-                    with conn.begin():
-                        if self.dialect == "postgresql":
-                            conn.execute(select(S.hub_state.c.generation)
-                                         .where(S.hub_state.c.id == 1).with_for_update())
-                        conn.execute(update(S.hub_state).where(S.hub_state.c.id == 1).values(
-                            generation=S.hub_state.c.generation + 1, updated_at=utcnow()))
-                        yield conn
-                return
-            except sa_exc.OperationalError as exc:
-                # A serialisation failure or a lock timeout: nothing was committed.
-                if "locked" in str(exc.orig).lower() or "serializ" in str(exc.orig).lower():
-                    if attempt < 19:
-                        time.sleep(0.05 * (attempt + 1))
-                        continue
-                raise self.unavailable(exc) from None
-            except (sa_exc.InterfaceError, sqlite3.Error) as exc:
-                raise self.unavailable(exc) from None
+        if self._file is not None:
+            with self._file.transaction(write=True) as tx:
+                tx.run(_BUMP, {"now": utcnow()})
+                yield tx
+            return
+        assert self._engine_db is not None
+        with self._engine_db.transaction(write=True, lock=True) as etx:
+            etx.run(_BUMP, {"now": utcnow()})
+            yield etx
 
     def generation(self) -> int:
         """The hub's change counter; cheap enough to call on every resolve."""
-        if self._sqlite_path and self._sqlite_path != ":memory:":
-            # try/except, not _db_errors(): this runs on every resolve, cached ones too.
-            try:
-                row = self._raw().execute("SELECT generation FROM hub_state WHERE id=1").fetchone()
-            except sqlite3.Error as exc:
-                raise self.unavailable(exc) from None
-            return int(row[0]) if row else 0
+        if self._file is not None:
+            return int(self._file.scalar("SELECT generation FROM hub_state WHERE id=1") or 0)
         with self.read() as c:
-            return int(c.execute(select(S.hub_state.c.generation)).scalar_one())
-
-    def _raw(self) -> sqlite3.Connection:
-        """This thread's read-only stdlib connection to the SQLite file (reads only)."""
-        conn: sqlite3.Connection | None = getattr(self._local, "raw", None)
-        if conn is None:
-            from sentenialx.hub.index.lowspace import read_only_uri
-
-            assert self._sqlite_path is not None  # callers check it is a SQLite file
-            # Read-only, and on a nearly full disk without a -shm to create (no SIGBUS).
-            conn = sqlite3.connect(read_only_uri(self._sqlite_path), uri=True,
-                                   check_same_thread=False, isolation_level=None)
-            conn.execute("PRAGMA busy_timeout=60000")
-            self._local.raw = conn
-        return conn
+            row = c.first("SELECT generation FROM hub_state WHERE id = 1")
+        return int(row[0]) if row else 0
 
     @contextmanager
     def snapshot(self) -> Iterator[lookup.Query]:
-        """A read transaction as a :data:`lookup.Query`: one consistent view of the index.
-
-        A SQLite file is read through this thread's stdlib connection, which skips
-        SQLAlchemy's per-statement cost on the resolve path; other databases through
-        the engine. Both run the same SQL.
-        """
-        if not self._sqlite_path or self._sqlite_path == ":memory:":
-            with self.read() as c:
-                yield _sa_query(c)
-            return
-        try:
-            conn = self._raw()
-            conn.execute("BEGIN")
-        except sqlite3.Error as exc:
-            raise self.unavailable(exc) from None
-
-        def q(sql: str, params: Mapping[str, Any]) -> list[Any]:
-            try:
-                return conn.execute(sql, params).fetchall()
-            except sqlite3.Error as exc:
-                raise self.unavailable(exc) from None
-
-        try:
+        """A read transaction as a :data:`lookup.Query`: one consistent view of the index."""
+        db = self._file if self._file is not None else self._engine_db
+        assert db is not None
+        with db.snapshot() as q:
             yield q
-        finally:
-            if conn.in_transaction:
-                conn.execute("COMMIT")
 
     def state(self) -> dict[str, Any]:
         """Generation, last update time and the hub's id."""
         with self.read() as c:
-            row = c.execute(select(S.hub_state)).one()
-        return {"generation": row.generation, "updated_at": row.updated_at, "hub_id": row.hub_id}
+            row = c.first("SELECT generation, updated_at, hub_id FROM hub_state WHERE id = 1")
+        return {"generation": int(row.generation), "updated_at": row.updated_at,
+                "hub_id": row.hub_id}
 
     # -- versions ---------------------------------------------------------------------
     def reserve_version(
@@ -415,8 +346,8 @@ class SqlIndex:
             Conflict: the version is being registered right now by another writer.
         """
         with self.write() as c:
-            rows = c.execute(select(S.versions.c.version, S.versions.c.state)
-                             .where(S.versions.c.model == model)).all()
+            rows = c.rows("SELECT version, state FROM versions WHERE model = :model",
+                          {"model": model})
             existing = {r.version: r.state for r in rows}
             if version is not None:
                 v = Version.parse(version)
@@ -434,15 +365,17 @@ class SqlIndex:
                     v = Version(1, 0, 0)
             now = utcnow()
             stem = stem_for(str(v))
-            res = c.execute(insert(S.versions).values(
-                model=model, version=str(v), sort_key=v.index_key(), major=v.major,
-                minor=v.minor, patch=v.patch,
-                is_release=0 if v.prerelease else 1, state="pending", revoked=False,
-                revoke_reason=None, digest=None, stem=stem, layout=layout, meta=dumps(meta),
-                lineage=dumps(lineage), size=0, created_at=now, created_by=actor))
-            pk = res.inserted_primary_key
-            assert pk is not None
-            vid = int(pk[0])
+            row = c.first(
+                "INSERT INTO versions (model, version, sort_key, major, minor, patch, is_release,"
+                " state, revoked, revoke_reason, digest, stem, layout, meta, lineage, size,"
+                " created_at, created_by) VALUES (:model, :version, :sort_key, :major, :minor,"
+                " :patch, :is_release, 'pending', :revoked, NULL, NULL, :stem, :layout, :meta,"
+                " :lineage, 0, :now, :actor) RETURNING id",
+                {"model": model, "version": str(v), "sort_key": v.index_key(), "major": v.major,
+                 "minor": v.minor, "patch": v.patch, "is_release": 0 if v.prerelease else 1,
+                 "revoked": False, "stem": stem, "layout": layout, "meta": dumps(meta),
+                 "lineage": dumps(lineage), "now": now, "actor": actor})
+            vid = int(row[0])
         return VersionInfo(vid, model, str(v), "pending", False, None, None, stem, layout, meta,
                            lineage, 0, now, actor)
 
@@ -475,25 +408,26 @@ class SqlIndex:
                 earlier = self._idempotent(c, idempotency[0])
                 if earlier is not None:
                     return self._replay(c, idempotency, earlier)
-            row = c.execute(select(S.versions).where(S.versions.c.id == vid)).first()
+            row = c.first(f"{_VERSION} WHERE id = :vid", {"vid": vid})
             if row is None or row.state != "pending":
                 raise NotFound(f"pending version #{vid} vanished before it completed (was it"
                                " garbage-collected as stale?); register again", what="version")
-            c.execute(update(S.versions).where(S.versions.c.id == vid).values(
-                state="ready", digest=digest, size=sum(f.size for f in files)))
-            if files:
-                c.execute(insert(S.files), [
-                    {"version_id": vid, "path": f.path, "size": f.size, "sha256": f.sha256,
+            c.run("UPDATE versions SET state = 'ready', digest = :digest, size = :size"
+                  " WHERE id = :vid", {"digest": digest, "size": sum(f.size for f in files),
+                                      "vid": vid})
+            c.many("INSERT INTO files (version_id, path, size, sha256, role)"
+                   " VALUES (:vid, :path, :size, :sha256, :role)",
+                   [{"vid": vid, "path": f.path, "size": f.size, "sha256": f.sha256,
                      "role": f.role} for f in files])
             self._append_event(c, event_kind, row.model, row.version, actor, event_payload)
             if alias:
                 self._set_alias(c, row.model, alias, row.version, expect=None, actor=actor)
             if idempotency is not None:
-                c.execute(insert(S.idempotency).values(
-                    key=idempotency[0], version_id=vid, model=row.model, version=row.version,
-                    request_digest=idempotency[1], created_at=utcnow()))
-            info = self._version_from_row(c, c.execute(
-                select(S.versions).where(S.versions.c.id == vid)).one())
+                c.run("INSERT INTO idempotency (key, version_id, model, version, request_digest,"
+                      " created_at) VALUES (:key, :vid, :model, :version, :digest, :now)",
+                      {"key": idempotency[0], "vid": vid, "model": row.model,
+                       "version": row.version, "digest": idempotency[1], "now": utcnow()})
+            info = self._version_by_id(c, vid)
         return info
 
     def idempotent_version(self, key: str) -> tuple[str, VersionInfo] | None:
@@ -502,36 +436,32 @@ class SqlIndex:
             row = self._idempotent(c, key)
             if row is None:
                 return None
-            v = c.execute(select(S.versions).where(S.versions.c.id == row.version_id)).one()
-            return str(row.request_digest), self._version_from_row(c, v)
+            return str(row.request_digest), self._version_by_id(c, row.version_id)
 
     @staticmethod
-    def _idempotent(c: Connection, key: str) -> Any:
-        return c.execute(select(S.idempotency).where(S.idempotency.c.key == key)).first()
+    def _idempotent(c: Tx, key: str) -> Any:
+        return c.first("SELECT key, version_id, model, version, request_digest FROM idempotency"
+                       " WHERE key = :key", {"key": key})
 
-    def _replay(self, c: Connection, idempotency: tuple[str, str], earlier: Any) -> VersionInfo:
+    def _replay(self, c: Tx, idempotency: tuple[str, str], earlier: Any) -> VersionInfo:
         key, digest = idempotency
         if earlier.request_digest != digest:
             raise Conflict(idempotency_conflict(key, earlier.model, earlier.version))
-        v = c.execute(select(S.versions).where(S.versions.c.id == earlier.version_id)).one()
-        return self._version_from_row(c, v)
+        return self._version_by_id(c, earlier.version_id)
 
     def abort_version(self, vid: int) -> None:
         """Remove a pending row (its files are the caller's to remove)."""
         with self.write() as c:
-            c.execute(delete(S.versions).where(and_(S.versions.c.id == vid,
-                                                    S.versions.c.state == "pending")))
+            c.run("DELETE FROM versions WHERE id = :vid AND state = 'pending'", {"vid": vid})
 
-    def _version_from_row(self, c: Connection, row: Any, *, with_files: bool = True) -> VersionInfo:
-        files: tuple[FileEntry, ...] = ()
-        if with_files:
-            frows = c.execute(select(S.files).where(S.files.c.version_id == row.id)
-                              .order_by(S.files.c.path)).all()
-            files = tuple(FileEntry(f.path, int(f.size), f.sha256, f.role) for f in frows)
-        return VersionInfo(
-            int(row.id), row.model, row.version, row.state, bool(row.revoked), row.revoke_reason,
-            row.digest, row.stem, row.layout, json.loads(row.meta), json.loads(row.lineage),
-            int(row.size), row.created_at, row.created_by, files)
+    @staticmethod
+    def _version_from_row(c: Tx, row: Any, *, with_files: bool = True) -> VersionInfo:
+        files = c.rows(lookup.FILES, {"vid": row[0]}) if with_files else ()
+        return lookup.version_from_row(row, files)
+
+    def _version_by_id(self, c: Tx, vid: int) -> VersionInfo:
+        row = c.first(f"{_VERSION} WHERE id = :vid", {"vid": vid})
+        return self._version_from_row(c, row)
 
     # -- reads: the rules are sentenialx.hub.index.lookup's, run in one snapshot -----------
     def get_version(self, model: str, version: str, *, include_pending: bool = False) -> VersionInfo:
@@ -543,11 +473,9 @@ class SqlIndex:
         with self.snapshot() as q:
             return lookup.get_version(q, model, version, include_pending=include_pending)
 
-    def _missing_version_msg(self, c: Connection, model: str, version: str) -> str:
-        return lookup.missing_version_msg(_sa_query(c), model, version)
-
-    def _missing_model_msg(self, c: Connection, model: str) -> str:
-        return lookup.missing_model_msg(_sa_query(c), model)
+    @staticmethod
+    def _missing_version_msg(c: Tx, model: str, version: str) -> str:
+        return lookup.missing_version_msg(c.rows, model, version)
 
     def list_versions(self, model: str, *, include_revoked: bool = True,
                       with_files: bool = False) -> list[VersionInfo]:
@@ -602,9 +530,9 @@ class SqlIndex:
             NotFound: no such version.
         """
         with self.write() as c:
-            n = c.execute(update(S.versions).where(and_(
-                S.versions.c.model == model, S.versions.c.version == version,
-                S.versions.c.state == "ready")).values(revoked=revoked, revoke_reason=reason)).rowcount
+            n = c.run("UPDATE versions SET revoked = :revoked, revoke_reason = :reason"
+                      " WHERE model = :model AND version = :version AND state = 'ready'",
+                      {"revoked": revoked, "reason": reason, "model": model, "version": version})
             if not n:
                 raise NotFound(self._missing_version_msg(c, model, version), what="version")
             self._append_event(c, "revoke" if revoked else "unrevoke", model, version, actor,
@@ -618,71 +546,60 @@ class SqlIndex:
             Conflict: an alias still points at it.
         """
         with self.write() as c:
-            row = c.execute(select(S.versions).where(and_(
-                S.versions.c.model == model, S.versions.c.version == version,
-                S.versions.c.state == "ready"))).first()
+            row = c.first(f"{_VERSION} WHERE model = :model AND version = :version AND"
+                          " state = 'ready'", {"model": model, "version": version})
             if row is None:
                 raise NotFound(self._missing_version_msg(c, model, version), what="version")
-            names = [a.alias for a in c.execute(select(S.aliases.c.alias).where(and_(
-                S.aliases.c.model == model, S.aliases.c.version == version))).all()]
+            names = [a.alias for a in c.rows(
+                "SELECT alias FROM aliases WHERE model = :model AND version = :version",
+                {"model": model, "version": version})]
             if names:
                 raise Conflict(f"{model}@{version} is still named by alias {', '.join(names)};"
                                " move or remove the alias first")
             info = self._version_from_row(c, row)
-            c.execute(delete(S.files).where(S.files.c.version_id == row.id))
-            c.execute(delete(S.versions).where(S.versions.c.id == row.id))
+            c.run("DELETE FROM files WHERE version_id = :vid", {"vid": row.id})
+            c.run("DELETE FROM versions WHERE id = :vid", {"vid": row.id})
             self._append_event(c, "delete", model, version, actor, {"digest": row.digest})
         return info
 
     def pending_versions(self) -> list[VersionInfo]:
         """Versions whose registration has not completed (in progress or crashed)."""
         with self.read() as c:
-            rows = c.execute(select(S.versions).where(S.versions.c.state == "pending")).all()
+            rows = c.rows(f"{_VERSION} WHERE state = 'pending'")
             return [self._version_from_row(c, r, with_files=False) for r in rows]
 
     def remove_stale_pending(self, vid: int, *, created_before: str) -> bool:
         """Delete a pending row if it is older than ``created_before``; True if deleted."""
         with self.write() as c:
-            n = c.execute(delete(S.versions).where(and_(
-                S.versions.c.id == vid, S.versions.c.state == "pending",
-                S.versions.c.created_at < created_before))).rowcount
+            n = c.run("DELETE FROM versions WHERE id = :vid AND state = 'pending'"
+                      " AND created_at < :before", {"vid": vid, "before": created_before})
         return bool(n)
 
     def all_ready_versions(self) -> list[VersionInfo]:
         """Every ready version with its files (for verify, fsck, gc)."""
         with self.read() as c:
-            vrows = c.execute(select(S.versions).where(S.versions.c.state == "ready")).all()
-            frows = c.execute(select(S.files)).all()
-        by: dict[int, list[FileEntry]] = {}
+            vrows = c.rows(f"{_VERSION} WHERE state = 'ready'")
+            frows = c.rows("SELECT version_id, path, size, sha256, role FROM files"
+                           " ORDER BY version_id, path")
+        by: dict[int, list[Any]] = {}
         for f in frows:
-            by.setdefault(int(f.version_id), []).append(FileEntry(f.path, int(f.size), f.sha256, f.role))
-        out = []
-        for r in vrows:
-            out.append(VersionInfo(
-                int(r.id), r.model, r.version, r.state, bool(r.revoked), r.revoke_reason, r.digest,
-                r.stem, r.layout, json.loads(r.meta), json.loads(r.lineage), int(r.size),
-                r.created_at, r.created_by, tuple(sorted(by.get(int(r.id), []), key=lambda f: f.path))))
-        return out
+            by.setdefault(int(f[0]), []).append(f[1:])
+        return [lookup.version_from_row(r, by.get(int(r[0]), ())) for r in vrows]
 
     def find_file_by_sha(self, sha256: str, size: int) -> tuple[str, str] | None:
         """(model, path) of a stored file with these bytes, for dedup."""
-        with self.read() as c:
-            row = c.execute(select(S.versions.c.model, S.files.c.path).join(
-                S.versions, S.versions.c.id == S.files.c.version_id).where(and_(
-                    S.files.c.sha256 == sha256, S.files.c.size == size,
-                    S.versions.c.state == "ready")).limit(1)).first()
-        return (row.model, row.path) if row else None
+        found = self.find_files_by_sha(sha256, size, limit=1)
+        return found[0] if found else None
 
     def find_files_by_sha(self, sha256: str, size: int, *, limit: int = 200
                           ) -> list[tuple[str, str]]:
         """(model, path) of up to ``limit`` files of ready versions with these bytes, oldest first."""
         with self.read() as c:
-            rows = c.execute(select(S.versions.c.model, S.files.c.path).join(
-                S.versions, S.versions.c.id == S.files.c.version_id).where(and_(
-                    S.files.c.sha256 == sha256, S.files.c.size == size,
-                    S.versions.c.state == "ready")).order_by(S.files.c.version_id)
-                .limit(limit)).all()
-        return [(r.model, r.path) for r in rows]
+            rows = c.rows("SELECT v.model, f.path FROM files f JOIN versions v ON v.id ="
+                          " f.version_id WHERE f.sha256 = :sha AND f.size = :size AND"
+                          " v.state = 'ready' ORDER BY f.version_id LIMIT :n",
+                          {"sha": sha256, "size": size, "n": limit})
+        return [(str(r[0]), str(r[1])) for r in rows]
 
     # -- aliases ----------------------------------------------------------------------
     def set_alias(self, model: str, alias: str, version: str, *, expect: str | None,
@@ -699,35 +616,42 @@ class SqlIndex:
             return self._set_alias(c, model, alias, version, expect=expect, actor=actor,
                                    kind=kind, extra=extra)
 
-    def _set_alias(self, c: Connection, model: str, alias: str, version: str, *,
+    def _set_alias(self, c: Tx, model: str, alias: str, version: str, *,
                    expect: str | None, actor: str, kind: str = "alias",
                    extra: dict[str, Any] | None = None) -> str | None:
-        row = c.execute(select(S.versions.c.state, S.versions.c.revoked).where(and_(
-            S.versions.c.model == model, S.versions.c.version == version))).first()
+        key = {"model": model, "alias": alias}
+        row = c.first("SELECT state FROM versions WHERE model = :model AND version = :version",
+                      {"model": model, "version": version})
         if row is None or row.state != "ready":
             raise NotFound(self._missing_version_msg(c, model, version), what="version")
-        cur = c.execute(select(S.aliases.c.version).where(and_(
-            S.aliases.c.model == model, S.aliases.c.alias == alias))).first()
+        cur = c.first("SELECT version FROM aliases WHERE model = :model AND alias = :alias", key)
         previous = cur.version if cur else None
         if expect is not None and (previous or "") != expect:
             raise Conflict(f"alias {model}@{alias} points at {previous or 'nothing'},"
                            f" not {expect or 'nothing'}:"
                            " another writer moved it first; look again and retry")
         now = utcnow()
+        moved = {**key, "version": version, "now": now, "actor": actor}
         if cur:
-            c.execute(update(S.aliases).where(and_(S.aliases.c.model == model,
-                                                   S.aliases.c.alias == alias))
-                      .values(version=version, updated_at=now, updated_by=actor))
+            c.run("UPDATE aliases SET version = :version, updated_at = :now, updated_by = :actor"
+                  " WHERE model = :model AND alias = :alias", moved)
         else:
-            c.execute(insert(S.aliases).values(model=model, alias=alias, version=version,
-                                               updated_at=now, updated_by=actor))
-        c.execute(insert(S.alias_history).values(model=model, alias=alias, version=version,
-                                                 previous=previous, ts=now, actor=actor))
+            c.run("INSERT INTO aliases (model, alias, version, updated_at, updated_by)"
+                  " VALUES (:model, :alias, :version, :now, :actor)", moved)
+        self._record_move(c, model, alias, version, previous, now, actor)
         payload: dict[str, Any] = {"alias": alias, "previous": previous}
         if extra:
             payload.update(extra)
         self._append_event(c, kind, model, version, actor, payload)
         return previous
+
+    @staticmethod
+    def _record_move(c: Tx, model: str, alias: str, version: str | None, previous: str | None,
+                     ts: str, actor: str) -> None:
+        c.run("INSERT INTO alias_history (model, alias, version, previous, ts, actor)"
+              " VALUES (:model, :alias, :version, :previous, :ts, :actor)",
+              {"model": model, "alias": alias, "version": version, "previous": previous,
+               "ts": ts, "actor": actor})
 
     def remove_alias(self, model: str, alias: str, *, expect: str | None, actor: str) -> str:
         """Remove an alias; returns the version it pointed at.
@@ -736,17 +660,15 @@ class SqlIndex:
             NotFound: no such alias.
             Conflict: it moved since the caller looked.
         """
+        key = {"model": model, "alias": alias}
         with self.write() as c:
-            cur = c.execute(select(S.aliases.c.version).where(and_(
-                S.aliases.c.model == model, S.aliases.c.alias == alias))).first()
+            cur = c.first("SELECT version FROM aliases WHERE model = :model AND alias = :alias", key)
             if cur is None:
                 raise NotFound(f"alias {model}@{alias} not found", what="alias")
             if expect is not None and cur.version != expect:
                 raise Conflict(f"alias {model}@{alias} points at {cur.version}, not {expect}")
-            c.execute(delete(S.aliases).where(and_(S.aliases.c.model == model,
-                                                   S.aliases.c.alias == alias)))
-            c.execute(insert(S.alias_history).values(model=model, alias=alias, version=None,
-                                                     previous=cur.version, ts=utcnow(), actor=actor))
+            c.run("DELETE FROM aliases WHERE model = :model AND alias = :alias", key)
+            self._record_move(c, model, alias, None, cur.version, utcnow(), actor)
             self._append_event(c, "alias-remove", model, cur.version, actor, {"alias": alias})
             return str(cur.version)
 
@@ -766,24 +688,26 @@ class SqlIndex:
 
     def alias_history(self, model: str, alias: str | None = None) -> list[AliasMove]:
         """Every move of a model's aliases, oldest first."""
+        sql = ("SELECT id, model, alias, version, previous, ts, actor FROM alias_history"
+               " WHERE model = :model")
         with self.read() as c:
-            q = select(S.alias_history).where(S.alias_history.c.model == model)
-            if alias:
-                q = q.where(S.alias_history.c.alias == alias)
-            rows = c.execute(q.order_by(S.alias_history.c.id)).all()
-        return [AliasMove(r.id, r.model, r.alias, r.version, r.previous, r.ts, r.actor) for r in rows]
+            params = {"model": model, **({"alias": alias} if alias else {})}
+            rows = c.rows(sql + (" AND alias = :alias" if alias else "") + " ORDER BY id", params)
+        return [AliasMove(int(r[0]), r[1], r[2], r[3], r[4], r[5], r[6]) for r in rows]
 
     # -- events -----------------------------------------------------------------------
-    def _append_event(self, c: Connection, kind: str, model: str, version: str, actor: str,
+    def _append_event(self, c: Tx, kind: str, model: str, version: str, actor: str,
                       payload: dict[str, Any]) -> Event:
-        row = c.execute(select(S.events).order_by(S.events.c.seq.desc()).limit(1)).first()
+        row = c.first(f"{_EVENT} ORDER BY seq DESC LIMIT 1")
         prev = self._event_from_row(row) if row else None
         ev = chain(prev, ts=utcnow(), kind=kind, model=model, version=version, actor=actor,
                    payload=payload)
-        c.execute(insert(S.events).values(seq=ev.seq, ts=ev.ts, kind=ev.kind, model=ev.model,
-                                          version=ev.version, actor=ev.actor,
-                                          payload=json.dumps(ev.payload, sort_keys=True),
-                                          prev_hash=ev.prev_hash, hash=ev.hash))
+        c.run("INSERT INTO events (seq, ts, kind, model, version, actor, payload, prev_hash, hash)"
+              " VALUES (:seq, :ts, :kind, :model, :version, :actor, :payload, :prev_hash, :hash)",
+              {"seq": ev.seq, "ts": ev.ts, "kind": ev.kind, "model": ev.model,
+               "version": ev.version, "actor": ev.actor,
+               "payload": json.dumps(ev.payload, sort_keys=True), "prev_hash": ev.prev_hash,
+               "hash": ev.hash})
         return ev
 
     def append_event(self, kind: str, model: str, version: str, *, actor: str,
@@ -794,52 +718,52 @@ class SqlIndex:
 
     @staticmethod
     def _event_from_row(row: Any) -> Event:
-        return Event(int(row.seq), row.ts, row.kind, row.model, row.version, row.actor,
-                     json.loads(row.payload), row.prev_hash, row.hash)
+        return Event(int(row[0]), row[1], row[2], row[3], row[4], row[5], json.loads(row[6]),
+                     row[7], row[8])
 
     def events(self, *, model: str | None = None, limit: int | None = None) -> list[Event]:
         """Events oldest first (the whole chain unless filtered)."""
         with self.read() as c:
-            q = select(S.events)
-            if model:
-                q = q.where(S.events.c.model == model)
-            q = q.order_by(S.events.c.seq)
-            rows = c.execute(q).all()
+            rows = c.rows(_EVENT + (" WHERE model = :model" if model else "") + " ORDER BY seq",
+                          {"model": model} if model else {})
         evs = [self._event_from_row(r) for r in rows]
         return evs[-limit:] if limit else evs
 
     def last_event(self, kind: str, *, model: str | None = None) -> Event | None:
         """The newest event of a kind (optionally of one model)."""
         with self.read() as c:
-            q = select(S.events).where(S.events.c.kind == kind)
-            if model is not None:
-                q = q.where(S.events.c.model == model)
-            row = c.execute(q.order_by(S.events.c.seq.desc()).limit(1)).first()
+            params = {"kind": kind, **({"model": model} if model is not None else {})}
+            row = c.first(_EVENT + " WHERE kind = :kind" + (" AND model = :model" if model is not None
+                                                           else "") + " ORDER BY seq DESC LIMIT 1",
+                          params)
         return self._event_from_row(row) if row else None
 
     def head(self) -> tuple[int, str]:
         """(seq, hash) of the newest event, (0, GENESIS) when empty."""
         with self.read() as c:
-            row = c.execute(select(S.events.c.seq, S.events.c.hash)
-                            .order_by(S.events.c.seq.desc()).limit(1)).first()
-        return (int(row.seq), row.hash) if row else (0, GENESIS)
+            row = c.first("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1")
+        return (int(row[0]), str(row[1])) if row else (0, GENESIS)
 
     # -- stat cache -------------------------------------------------------------------
+    @staticmethod
+    def _stat(r: Any) -> tuple[int, int, int, int, str]:
+        return int(r[1]), int(r[2]), int(r[3]), int(r[4]), str(r[5])
+
     def stat_cache(self) -> dict[str, tuple[int, int, int, int, str]]:
         """``{path: (size, mtime_ns, ino, ctime_ns, sha256)}`` for files verified before."""
         with self.read() as c:
-            rows = c.execute(select(S.stat_cache)).all()
-        return {r.path: (int(r.size), int(r.mtime_ns), int(r.ino), int(r.ctime_ns), r.sha256)
-                for r in rows}
+            return {r[0]: self._stat(r) for r in c.rows(_STAT)}
 
     def stat_cache_get(self, paths: Sequence[str]) -> dict[str, tuple[int, int, int, int, str]]:
         """Cached stats for some paths only."""
         out: dict[str, tuple[int, int, int, int, str]] = {}
         with self.read() as c:
             for i in range(0, len(paths), 500):
-                for r in c.execute(select(S.stat_cache).where(
-                        S.stat_cache.c.path.in_(list(paths[i:i + 500])))).all():
-                    out[r.path] = (int(r.size), int(r.mtime_ns), int(r.ino), int(r.ctime_ns), r.sha256)
+                chunk = paths[i:i + 500]
+                marks = ", ".join(f":p{j}" for j in range(len(chunk)))
+                for r in c.rows(f"{_STAT} WHERE path IN ({marks})",
+                                {f"p{j}": p for j, p in enumerate(chunk)}):
+                    out[r[0]] = self._stat(r)
         return out
 
     def stat_cache_put(self, rows: Sequence[tuple[str, int, int, int, int, str]]) -> None:
@@ -849,42 +773,27 @@ class SqlIndex:
         """
         if not rows:
             return
-        if self.dialect == "postgresql":
-            # Two processes verifying the same files at once must not collide on a path:
-            # upsert, one row per path, in path order, so concurrent upserts take their row
-            # locks in the same order (no deadlock).
-            from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-            latest = {r[0]: r for r in rows}
-            stmt = pg_insert(S.stat_cache)
-            cols = ("size", "mtime_ns", "ino", "ctime_ns", "sha256")
-            stmt = stmt.on_conflict_do_update(index_elements=["path"],
-                                              set_={k: stmt.excluded[k] for k in cols})
-            with self.engine.begin() as c:
-                c.execute(stmt, [{"path": p, "size": sz, "mtime_ns": m, "ino": ino, "ctime_ns": ct,
-                                  "sha256": h} for p, sz, m, ino, ct, h in
-                                 (latest[k] for k in sorted(latest))])
-            return
-        paths = [r[0] for r in rows]
-        with self.engine.connect().execution_options(hub_write=True) as c:
-            with c.begin():
-                for i in range(0, len(paths), 500):
-                    c.execute(delete(S.stat_cache).where(S.stat_cache.c.path.in_(paths[i:i + 500])))
-                c.execute(insert(S.stat_cache), [
-                    {"path": p, "size": s, "mtime_ns": m, "ino": ino, "ctime_ns": ct, "sha256": h}
-                    for p, s, m, ino, ct, h in rows])
+        # One row per path, upserted in path order: two processes verifying the same files
+        # at once never collide on a path, and take their row locks in the same order.
+        latest = {r[0]: r for r in rows}
+        with self._side_write() as c:
+            c.many("INSERT INTO stat_cache (path, size, mtime_ns, ino, ctime_ns, sha256)"
+                   " VALUES (:path, :size, :mtime_ns, :ino, :ctime_ns, :sha256)"
+                   " ON CONFLICT (path) DO UPDATE SET size = excluded.size,"
+                   " mtime_ns = excluded.mtime_ns, ino = excluded.ino,"
+                   " ctime_ns = excluded.ctime_ns, sha256 = excluded.sha256",
+                   [{"path": p, "size": sz, "mtime_ns": m, "ino": ino, "ctime_ns": ct,
+                     "sha256": h} for p, sz, m, ino, ct, h in (latest[k] for k in sorted(latest))])
 
     def stat_cache_clear(self) -> None:
         """Forget every cached stat."""
-        with self.engine.connect().execution_options(hub_write=True) as c:
-            with c.begin():
-                c.execute(delete(S.stat_cache))
+        with self._side_write() as c:
+            c.run("DELETE FROM stat_cache")
 
     def count_versions(self) -> int:
         """Number of ready versions."""
         with self.read() as c:
-            return int(c.execute(select(func.count()).select_from(S.versions).where(
-                S.versions.c.state == "ready")).scalar_one())
+            return int(c.first("SELECT COUNT(*) FROM versions WHERE state = 'ready'")[0])
 
     # == API tokens (migration 0002) =====================================================
     # Rows of the ``tokens`` table as plain dicts; the rules (scopes, hashing, expiry)
@@ -906,23 +815,23 @@ class SqlIndex:
         Raises:
             AlreadyExists: a token (active or revoked) already has this name.
         """
-        now = utcnow()
         with self.write() as c:
-            if c.execute(select(S.tokens.c.id).where(S.tokens.c.name == name)).first():
+            if c.first("SELECT id FROM tokens WHERE name = :name", {"name": name}):
                 raise AlreadyExists(f"a token named {name!r} exists (or existed: names of"
                                     " revoked tokens are not reused); pick another name")
-            c.execute(insert(S.tokens).values(
-                name=name, token_sha256=token_sha256, scope=scope,
-                models=json.dumps(list(models)) if models is not None else None,
-                created_at=now, created_by=created_by, expires_at=expires_at,
-                revoked_at=None, last_used_at=None))
-            row = c.execute(select(S.tokens).where(S.tokens.c.name == name)).one()
+            c.run("INSERT INTO tokens (name, token_sha256, scope, models, created_at, created_by,"
+                  " expires_at, revoked_at, last_used_at) VALUES (:name, :sha, :scope, :models,"
+                  " :now, :by, :expires, NULL, NULL)",
+                  {"name": name, "sha": token_sha256, "scope": scope,
+                   "models": json.dumps(list(models)) if models is not None else None,
+                   "now": utcnow(), "by": created_by, "expires": expires_at})
+            row = c.first(f"{_TOKEN} WHERE name = :name", {"name": name})
         return self._token_row(row)
 
     def list_tokens(self) -> list[dict[str, Any]]:
         """Every token row, oldest first."""
         with self.read() as c:
-            rows = c.execute(select(S.tokens).order_by(S.tokens.c.id)).all()
+            rows = c.rows(f"{_TOKEN} ORDER BY id")
         return [self._token_row(r) for r in rows]
 
     def revoke_token(self, name: str) -> dict[str, Any]:
@@ -932,23 +841,22 @@ class SqlIndex:
             NotFound: no token has this name, or it is already revoked.
         """
         with self.write() as c:
-            row = c.execute(select(S.tokens).where(S.tokens.c.name == name)).first()
+            row = c.first(f"{_TOKEN} WHERE name = :name", {"name": name})
             if row is None or row.revoked_at is not None:
-                known = [r.name for r in c.execute(select(S.tokens.c.name).where(
-                    S.tokens.c.revoked_at.is_(None))).all()]
+                known = [r.name for r in c.rows("SELECT name FROM tokens WHERE revoked_at IS NULL"
+                                                " ORDER BY id")]
                 state = "is already revoked" if row is not None else "not found"
                 raise NotFound(f"token {name!r} {state}; active tokens:"
                                f" {', '.join(known) or 'none'}", what="token", name=name)
-            c.execute(update(S.tokens).where(S.tokens.c.id == row.id)
-                      .values(revoked_at=utcnow()))
-            row = c.execute(select(S.tokens).where(S.tokens.c.id == row.id)).one()
+            c.run("UPDATE tokens SET revoked_at = :now WHERE id = :id",
+                  {"now": utcnow(), "id": row.id})
+            row = c.first(f"{_TOKEN} WHERE id = :id", {"id": row.id})
         return self._token_row(row)
 
     def find_token_by_hash(self, token_sha256: str) -> dict[str, Any] | None:
         """The token row whose secret hashes to ``token_sha256``, or None."""
         with self.read() as c:
-            row = c.execute(select(S.tokens).where(
-                S.tokens.c.token_sha256 == token_sha256)).first()
+            row = c.first(f"{_TOKEN} WHERE token_sha256 = :sha", {"sha": token_sha256})
         return self._token_row(row) if row is not None else None
 
     def touch_token(self, name: str) -> None:
@@ -958,10 +866,8 @@ class SqlIndex:
         (that would empty every resolve cache), and a busy index never fails a request.
         """
         try:
-            with self.engine.connect().execution_options(hub_write=True) as c:
-                with c.begin():
-                    c.execute(update(S.tokens).where(S.tokens.c.name == name)
-                              .values(last_used_at=utcnow()))
-        except sa_exc.SQLAlchemyError:
+            with self._side_write() as c:
+                c.run("UPDATE tokens SET last_used_at = :now WHERE name = :name",
+                      {"now": utcnow(), "name": name})
+        except HubError:
             return
-
