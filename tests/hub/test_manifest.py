@@ -5,9 +5,13 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
+import sys
+import threading
 
 import pytest
 
+from sentenialx.hub import hashing
 from sentenialx.hub.errors import IntegrityError, InvalidInput, InvalidName
 from sentenialx.hub.events import GENESIS, Event, chain, verify_chain
 from sentenialx.hub.hashing import copy_and_hash, hash_bytes, hash_file, hash_files, read_verified
@@ -159,6 +163,82 @@ def test_copy_and_hash_propagates_write_errors() -> None:
 
     with pytest.raises(OSError, match="No space"):
         copy_and_hash(io.BytesIO(b"x" * (9 * 1024 * 1024)), Broken())
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="sync_file_range is Linux's")
+def test_write_behind_starts_each_window_and_copies_exactly(tmp_path, monkeypatch) -> None:
+    """Every full window is handed to the kernel once, in order, and the bytes are unchanged."""
+    real = hashing._sync_file_range()
+    assert real is not None
+    calls: list[tuple[int, int]] = []
+
+    def counting(fd: int, off: int, n: int, flags: int) -> int:
+        calls.append((off, n))
+        return real(fd, off, n, flags)
+
+    monkeypatch.setattr(hashing, "_sync_file_range", lambda: counting)
+    data = os.urandom(3 * hashing.CHUNK + 12345)
+    src, out = tmp_path / "src", tmp_path / "out"
+    src.write_bytes(data)
+    with open(src, "rb", buffering=0) as fin, open(out, "wb", buffering=0) as fout:
+        d = copy_and_hash(fin, fout, write_behind=2 * hashing.CHUNK)
+    assert out.read_bytes() == data
+    assert d == hash_bytes(data)
+    # Windows close on chunk boundaries: one of 2 chunks; the tail is left to the fsync.
+    assert calls == [(0, 2 * hashing.CHUNK)]
+
+
+def test_write_behind_refused_by_a_pipe_still_copies_exactly() -> None:
+    """sync_file_range refuses a pipe (ESPIPE): write-behind turns off, the copy goes on."""
+    data = os.urandom(2 * hashing.CHUNK + 7)
+    r, w = os.pipe()
+    got = bytearray()
+
+    def drain() -> None:
+        with open(r, "rb", buffering=0) as f:
+            while chunk := f.read(1 << 20):
+                got.extend(chunk)
+
+    t = threading.Thread(target=drain)
+    t.start()
+    with open(w, "wb", buffering=0) as fout:
+        d = copy_and_hash(io.BytesIO(data), fout, write_behind=1)
+    t.join()
+    assert bytes(got) == data and d == hash_bytes(data)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="vmsplice is Linux's")
+def test_splice_moves_every_chunk_through_the_pipe_exactly(tmp_path, monkeypatch) -> None:
+    """With splice, the bytes go through vmsplice (counted here) and land unchanged."""
+    real = hashing._vmsplice()
+    assert real is not None
+    moved: list[int] = []
+
+    def counting(fd: int, addr: int, n: int) -> int:
+        k = real(fd, addr, n)
+        moved.append(k)
+        return k
+
+    monkeypatch.setattr(hashing, "_vmsplice", lambda: counting)
+    data = os.urandom(3 * hashing.CHUNK + 4097)
+    src, out = tmp_path / "src", tmp_path / "out"
+    src.write_bytes(data)
+    with open(src, "rb", buffering=0) as fin, open(out, "wb", buffering=0) as fout:
+        d = copy_and_hash(fin, fout, splice=True, write_behind=hashing.CHUNK)
+    assert out.read_bytes() == data
+    assert d == hash_bytes(data)
+    assert sum(moved) == len(data)
+
+
+def test_splice_refused_by_an_append_only_file_falls_back_to_writes(tmp_path) -> None:
+    """splice refuses a file opened O_APPEND (EINVAL) before moving a byte: writes take over."""
+    data = os.urandom(2 * hashing.CHUNK + 3)
+    out = tmp_path / "out"
+    out.write_bytes(b"head")
+    with open(out, "ab", buffering=0) as fout:
+        d = copy_and_hash(io.BytesIO(data), fout, splice=True)
+    assert out.read_bytes() == b"head" + data
+    assert d == hash_bytes(data)
 
 
 def test_read_verified(tmp_path) -> None:

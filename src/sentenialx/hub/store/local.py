@@ -9,7 +9,6 @@ leaves at worst a temporary file, which ``gc`` removes.
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
 import shutil
 import stat as st
@@ -30,10 +29,9 @@ if TYPE_CHECKING:
 
 TMP_PREFIX = ".tmp-"
 READ_ONLY = 0o444
-SYNC_EVERY = 32 * 1024 * 1024
-"""Bytes between fdatasync calls while copying in, so the disk writes while we hash."""
-DIRECT_ALIGN = 4096
-"""Write lengths that O_DIRECT takes as they are; the file's shorter tail goes buffered."""
+WRITE_BEHIND = 4 * 1024 * 1024
+"""Bytes of a copy-in after which the kernel is asked to start writing them to disk, so
+the disk writes while we hash (every chunk: measured best of 4, 8, 16 and 32 MiB here)."""
 
 
 _DISK_ERRNOS = {
@@ -112,12 +110,16 @@ class LocalStore:
                 tmp.unlink(missing_ok=True)
                 raise
             return tmp, digest
-        fd, direct = _create_for_copy(tmp)
-        fout = _DirectFile(fd) if direct else os.fdopen(fd, "wb", buffering=0)
+        # Buffered writes, moved in by splice and their write-back started chunk by chunk
+        # (write-behind): the page cache lets the disk take many writes at once, where
+        # O_DIRECT waits for each (measured ~1.5x faster here). The fsync below alone
+        # makes the file durable; nothing before it names the file (DESIGN.md, order of
+        # operations).
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            with fout, open(src, "rb", buffering=0) as fin:
-                digest = copy_and_hash(fin, fout, progress=progress,  # type: ignore[arg-type]
-                                       sync_every=SYNC_EVERY)
+            with os.fdopen(fd, "wb", buffering=0) as fout, open(src, "rb", buffering=0) as fin:
+                digest = copy_and_hash(fin, fout, progress=progress, write_behind=WRITE_BEHIND,
+                                       splice=True)
                 os.fsync(fout.fileno())
         except BaseException:
             tmp.unlink(missing_ok=True)
@@ -303,64 +305,6 @@ class LocalStore:
                     continue
                 yield (f"{rel_dir}/{name}" if rel_dir else name,
                        BlobStat(s.st_size, s.st_mtime_ns, s.st_ino, s.st_ctime_ns))
-
-
-def _create_for_copy(tmp: Path) -> tuple[int, bool]:
-    """Create ``tmp`` for writing, with O_DIRECT where the filesystem takes it.
-
-    New bytes written through the page cache cost a page allocation and a copy
-    each, which competes with the hash for the CPU; with O_DIRECT the disk reads
-    our (page-aligned) buffers itself, so the hash hides behind the write. The
-    final fsync still makes the file durable either way.
-    """
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
-    o_direct = getattr(os, "O_DIRECT", 0)
-    if o_direct:
-        try:
-            return os.open(tmp, flags | o_direct, 0o600), True
-        except OSError as exc:
-            if exc.errno != errno.EINVAL:
-                raise
-            # Some filesystems create the file, then refuse O_DIRECT; the name is ours.
-            tmp.unlink(missing_ok=True)
-    return os.open(tmp, flags, 0o600), False
-
-
-class _DirectFile:
-    """A raw fd opened with O_DIRECT that falls back to buffered writes when it must.
-
-    Block-aligned writes go straight to the disk; the first write O_DIRECT cannot
-    take (the file's short tail, or a filesystem wanting another alignment) turns
-    O_DIRECT off for the rest of the file.
-    """
-
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-        self.direct = True
-
-    def _buffered(self) -> None:
-        fcntl.fcntl(self.fd, fcntl.F_SETFL, fcntl.fcntl(self.fd, fcntl.F_GETFL) & ~os.O_DIRECT)
-        self.direct = False
-
-    def write(self, data: memoryview) -> int:
-        if self.direct and len(data) % DIRECT_ALIGN:
-            self._buffered()
-        try:
-            return os.write(self.fd, data)
-        except OSError as exc:
-            if not self.direct or exc.errno != errno.EINVAL:
-                raise
-            self._buffered()
-            return os.write(self.fd, data)
-
-    def fileno(self) -> int:
-        return self.fd
-
-    def __enter__(self) -> _DirectFile:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        os.close(self.fd)
 
 
 def _rmtree(p: Path) -> None:
