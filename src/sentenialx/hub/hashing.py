@@ -106,7 +106,7 @@ def copy_and_hash(src: BinaryIO, dst: BinaryIO, *, progress: Progress | None = N
     With ``splice`` (``dst`` a file), each chunk goes to ``dst`` through a pipe
     (Linux ``vmsplice`` + ``splice``) instead of ``write``: the kernel then copies
     it into the page cache with its own memcpy, where ``write``'s copy from user
-    memory costs several times more CPU on some machines (arm64 here). The pipe
+    memory costs several times more CPU in a VM (measured here). The pipe
     only refers to the chunk's buffer, which goes back to the reader once the pipe
     is drained into ``dst``, so the bytes written are still the bytes hashed. Where
     either call is refused before moving a byte, plain writes take over.
