@@ -2,14 +2,20 @@
 
 Reads one JSON argument (servers, token, the versions to pull, how many pullers, rounds
 and writers, whether to probe, whether to skip the hub and GET presigned URLs made
-beforehand straight from S3: the ``direct`` yardstick) and prints one JSON line of results on stdout (each
-finished pull's start, end and bytes; locust's stats). ``bench_load.py`` runs one such
-process per CPU, as locust's own workers would, and adds them up:
+beforehand straight from S3: the ``direct`` yardstick). Once its users are spawned it
+prints ``ready`` and waits for ``go`` on stdin, so that every process starts at the same
+moment however long its imports took; at the end it prints one JSON line of results
+(each finished pull's start, end, bytes and time to the hub's answer; locust's stats;
+the CPU seconds it used while pulling). ``bench_load.py`` runs several such processes,
+as locust's own workers would, and adds them up:
 
-- ``Puller`` (``pullers`` users, ``rounds`` pulls each; locust's fast client): GET a
-  version's weights file from one of the servers (alternating), follow the 307 to the
-  presigned S3 URL without the hub's token, as the hub's own client does, hash the body
+- ``Puller`` (``pullers`` users, ``rounds`` pulls each): GET a version's weights file
+  from one of the servers (alternating), follow the 307 to the presigned S3 URL without
+  the hub's token, as the hub's own client does, read the body in 1 MiB pieces, hash it
   and compare it with the manifest's sha256. A wrong digest counts as a failure.
+  ``HttpUser`` (requests), not ``FastHttpUser``: for large bodies geventhttpclient's
+  reader copies every byte several times (parser callback, body buffer, slice) and costs
+  about 40% more CPU per GiB than requests here.
 - ``Writer`` (``writers`` users): register a small new version by multipart upload every
   1-2 s, until the pulls are done.
 - ``Prober`` (one user): GET one version's JSON record every 50 ms: the "small GET".
@@ -25,13 +31,17 @@ import time
 from typing import Any
 
 import gevent
-from locust import FastHttpUser, HttpUser, between, constant, events, task
+import gevent.event
+from locust import HttpUser, between, constant, events, task
 from locust.env import Environment
 from locust.exception import StopUser
 
 CFG: dict[str, Any] = json.loads(sys.argv[1])
-DONE: list[tuple[float, float, int]] = []  # (start, end, bytes) of every finished pull
+# (start, end, bytes, seconds until the hub's answer) of every finished pull
+DONE: list[tuple[float, float, int, float]] = []
 FAILED: list[str] = []
+CHUNK = 1024 * 1024  # read and hash in the same 1 MiB pieces as the boto3 yardstick
+GO = gevent.event.Event()  # set when bench_load.py says "go" on stdin
 
 
 def _server(i: int) -> str:
@@ -39,7 +49,7 @@ def _server(i: int) -> str:
     return servers[i % len(servers)]
 
 
-class Puller(FastHttpUser):
+class Puller(HttpUser):
     fixed_count = CFG["pullers"]
     wait_time = constant(0)
     host = CFG["servers"][0]
@@ -52,8 +62,7 @@ class Puller(FastHttpUser):
         # The token goes to the hub only, never to the presigned URL (the URL is its own
         # credential; S3 refuses a second one).
         self.auth = {"Authorization": f"Bearer {CFG['token']}"}
-        # Every locust process starts pulling at the same moment.
-        gevent.sleep(max(0.0, CFG["start_at"] - time.time()))
+        GO.wait()  # every process starts pulling at the same moment
 
     @task
     def pull(self) -> None:
@@ -66,19 +75,23 @@ class Puller(FastHttpUser):
         h = hashlib.sha256()
         n = 0
         t0 = time.time()
+        hub_s = 0.0
         err: Exception | None = None
         try:
-            if CFG.get("direct"):
+            if CFG["direct"]:
                 # The yardstick: the same client straight to S3, no hub on the way.
                 r = self.client.get(v["direct_url"], stream=True, name="pull: straight from S3")
             else:
                 r = self.client.get(url, headers=self.auth, stream=True, allow_redirects=False,
                                     name="pull: the hub's answer (307 or the bytes)")
+                hub_s = time.time() - t0
             if r.status_code in (302, 307):
-                r = self.client.get(r.headers["location"], stream=True,
+                location = r.headers["location"]
+                r.content  # noqa: B018 - read the short body: the connection goes back to the pool
+                r = self.client.get(location, stream=True,
                                     name="pull: the presigned URL's answer")
             r.raise_for_status()
-            for chunk in r.iter_content(1024 * 1024):
+            for chunk in r.iter_content(CHUNK):
                 h.update(chunk)
                 n += len(chunk)
             if h.hexdigest() != v["sha256"] or n != v["size"]:
@@ -90,7 +103,7 @@ class Puller(FastHttpUser):
                             response_time=(t1 - t0) * 1000, response_length=n, exception=err,
                             context={})
         if err is None:
-            DONE.append((t0, t1, n))
+            DONE.append((t0, t1, n, hub_s))
         else:
             FAILED.append(str(err)[:200])
 
@@ -106,6 +119,7 @@ class Writer(HttpUser):
         self.me = Writer._n
         self.count = 0
         self.client.headers["Authorization"] = f"Bearer {CFG['token']}"
+        GO.wait()
 
     @task
     def register(self) -> None:
@@ -129,6 +143,7 @@ class Prober(HttpUser):
     def on_start(self) -> None:
         self.client.headers["Authorization"] = f"Bearer {CFG['token']}"
         self.i = 0
+        GO.wait()
 
     @task
     def small_get(self) -> None:
@@ -142,8 +157,17 @@ def main() -> None:
     env = Environment(user_classes=[Puller, Writer, Prober], events=events)
     runner = env.create_local_runner()
     users = CFG["pullers"] + CFG["writers"] + (1 if CFG["prober"] else 0)
-    t0 = time.time()
     runner.start(users, spawn_rate=users)
+    while runner.user_count < users:
+        gevent.sleep(0.01)
+    # The barrier with the other processes: say ready, wait for "go" (read in a thread
+    # so the hub keeps running), then let every user go at once.
+    print("ready", flush=True)
+    if gevent.get_hub().threadpool.apply(sys.stdin.readline).strip() != "go":
+        sys.exit("_load_locust: no go on stdin")
+    t0 = time.time()
+    cpu0 = time.process_time()
+    GO.set()
     want = CFG["pullers"] * CFG["rounds"]
     deadline = time.time() + CFG["timeout"]
     # The writers and the prober run until the pullers of every process are done.
@@ -151,6 +175,7 @@ def main() -> None:
                                       not os.path.exists(CFG["stop_file"])):
         gevent.sleep(0.1)
     t1 = time.time()
+    cpu_s = time.process_time() - cpu0
     runner.quit()
     stats = {}
     for (name, method), s in env.stats.entries.items():
@@ -159,7 +184,8 @@ def main() -> None:
                        "p99_ms": s.get_response_time_percentile(0.99),
                        "median_ms": s.median_response_time, "bytes": s.total_content_length}
     print(json.dumps({"pulls": [list(d) for d in DONE], "failed": FAILED[:5],
-                      "n_failed": len(FAILED), "stats": stats, "t0": t0, "t1": t1}),
+                      "n_failed": len(FAILED), "stats": stats, "t0": t0, "t1": t1,
+                      "cpu_s": cpu_s}),
           flush=True)
 
 

@@ -3,6 +3,7 @@ deep verify scope, what a model-limited token may learn, gated aliases over HTTP
 
 from __future__ import annotations
 
+import hashlib
 import re
 import socket
 import sqlite3
@@ -305,3 +306,35 @@ def test_a_stored_value_past_the_bounds_never_answers_5xx(served, meta_json):
         # Other versions still read.
         assert c.get("/api/v1/models/distill/versions/1.0.0").status_code == 200
 
+
+
+def test_every_kind_of_answer_carries_the_security_headers(served):
+    """JSON, an error, a streamed file, a 304, a page: each has the headers; a page's
+    script nonce is its own (a fresh one per response)."""
+    with served.client() as c:
+        w = served.hub.resolve("distill@1.1.0").files[0]
+        url = f"/api/v1/models/distill/versions/1.1.0/files/{w.path}"
+        answers = {
+            "json": c.get("/api/v1/models"),
+            "error": c.get("/api/v1/models/nosuchmodel"),
+            "file": c.get(url),
+            "not modified": c.get(url, headers={"If-None-Match": f'"{w.sha256}"'}),
+            "no token": httpx.get(served.url + "/api/v1/models"),
+            "page": c.get("/models/distill", headers=HTML),
+            "page again": c.get("/models/distill", headers=HTML),
+        }
+    assert [r.status_code for r in answers.values()] == [200, 404, 200, 304, 401, 200, 200]
+    assert hashlib.sha256(answers["file"].content).hexdigest() == w.sha256
+    for kind, r in answers.items():
+        assert r.headers["x-content-type-options"] == "nosniff", kind
+        assert r.headers["referrer-policy"] == "no-referrer", kind
+        assert r.headers["x-frame-options"] == "DENY", kind
+        assert r.headers.get_list("x-frame-options") == ["DENY"], kind  # set once
+    nonces = []
+    for kind in ("page", "page again"):
+        csp = answers[kind].headers["content-security-policy"]
+        nonce = re.search(r"'nonce-([^']+)'", csp).group(1)
+        assert f'<script nonce="{nonce}">' in answers[kind].text
+        nonces.append(nonce)
+    assert nonces[0] != nonces[1]
+    assert "script-src" not in answers["json"].headers.get("content-security-policy", "")

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -43,9 +42,11 @@ from fastapi import Body, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sentenialx.hub._tokens import Token
 from sentenialx.hub.errors import (
@@ -290,23 +291,45 @@ def _record_named_by(request: Request) -> str:
     return model[:100] if isinstance(model, str) else ""
 
 
+class _SecurityHeaders:
+    """Plain ASGI middleware: a nonce per request, the security headers on every answer.
+
+    Plain ASGI rather than ``@app.middleware("http")``: Starlette's ``BaseHTTPMiddleware``
+    runs each request in an extra task and pipes every body chunk through a memory
+    stream, a cost paid on every small GET and every streamed byte.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        nonce = secrets.token_urlsafe(16)
+        # request.state reads scope["state"]: the pages put this nonce in their scripts.
+        scope.setdefault("state", {})["nonce"] = nonce
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                h = MutableHeaders(scope=message)
+                h.setdefault("X-Content-Type-Options", "nosniff")
+                h.setdefault("Referrer-Policy", "no-referrer")
+                h.setdefault("X-Frame-Options", "DENY")
+                if h.get("content-type", "").startswith("text/html"):
+                    # Script runs only with this response's nonce: a report that slipped
+                    # past the sanitiser still could not run any.
+                    h.setdefault("Content-Security-Policy",
+                                 "default-src 'none'; img-src 'self' data:; style-src 'self';"
+                                 f" script-src 'nonce-{nonce}'; form-action 'self';"
+                                 " base-uri 'none'; frame-ancestors 'none'")
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
 def _install_security_headers(app: FastAPI) -> None:
-    @app.middleware("http")
-    async def security_headers(request: Request, call_next: Callable[[Request], Any]) -> Any:
-        request.state.nonce = secrets.token_urlsafe(16)
-        response = await call_next(request)
-        h = response.headers
-        h.setdefault("X-Content-Type-Options", "nosniff")
-        h.setdefault("Referrer-Policy", "no-referrer")
-        h.setdefault("X-Frame-Options", "DENY")
-        if h.get("content-type", "").startswith("text/html"):
-            # Script runs only with this response's nonce: a report that slipped past
-            # the sanitiser still could not run any.
-            h.setdefault("Content-Security-Policy",
-                         "default-src 'none'; img-src 'self' data:; style-src 'self';"
-                         f" script-src 'nonce-{request.state.nonce}'; form-action 'self';"
-                         " base-uri 'none'; frame-ancestors 'none'")
-        return response
+    app.add_middleware(_SecurityHeaders)
 
 
 def _api_routes(app: FastAPI) -> None:  # noqa: C901 - one place lists every endpoint
