@@ -71,7 +71,10 @@ class EngineDb:
                     conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options()
                                          .get("hub_write") else "BEGIN")
             else:
-                self.engine = create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=4)
+                # A server answers many requests at once; connections beyond the pool are
+                # closed on return, so a burst larger than it reconnects every time.
+                # Pre-ping keeps a restarted database from failing the first request.
+                self.engine = create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=8)
         except sa_exc.NoSuchModuleError as exc:
             raise StoreUnavailable(f"cannot open index {url.split('@')[-1]}: {exc}; "
                                    "install `pip install 'sentenialx[postgres]'`") from None
@@ -151,6 +154,17 @@ class EngineDb:
         """One read transaction as a ``query(sql, params) -> rows``."""
         with self.transaction(write=False) as tx:
             yield tx.rows
+
+    def scalar(self, sql: str) -> Any:
+        """The first column of the first row of one read, in one round trip (autocommit).
+
+        Raises:
+            StoreUnavailable: the database cannot be reached.
+        """
+        with self.errors(), self.engine.connect().execution_options(
+                isolation_level="AUTOCOMMIT") as conn:
+            row = conn.exec_driver_sql(sql).first()
+        return row[0] if row else None
 
     def revision(self) -> str | None:
         """The schema revision recorded in the database, or None."""

@@ -302,11 +302,10 @@ class SqlIndex:
 
     def generation(self) -> int:
         """The hub's change counter; cheap enough to call on every resolve."""
-        if self._file is not None:
-            return int(self._file.scalar("SELECT generation FROM hub_state WHERE id=1") or 0)
-        with self.read() as c:
-            row = c.first("SELECT generation FROM hub_state WHERE id = 1")
-        return int(row[0]) if row else 0
+        # One statement outside a transaction: a single row is read atomically anyway.
+        db = self._file if self._file is not None else self._engine_db
+        assert db is not None
+        return int(db.scalar("SELECT generation FROM hub_state WHERE id = 1") or 0)
 
     @contextmanager
     def snapshot(self) -> Iterator[lookup.Query]:
