@@ -20,8 +20,10 @@ rotated every repetition, since the machine is shared):
 - ``register`` (info): the whole ``Hub.register`` of the file (it hashes the file once
   more before sending, to find identical bytes it may copy inside the store instead).
 
-Each row also gives the client process's CPU seconds (user + system) per run. Results
-go to ``<out>/bench_s3.json``. Exit code 1 when a target is missed.
+Objects stored by a repetition are deleted at its end, so the run holds about three
+copies of the file at a time (RGW's memstore, about 3 GiB here, also keeps deleted data
+until its garbage collector runs). Each row also gives the client process's CPU seconds
+(user + system) per run. Results go to ``<out>/bench_s3.json``. Exit code 1 when a target is missed.
 """
 
 from __future__ import annotations
@@ -208,8 +210,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 step()
                 wall.setdefault(name, []).append(time.perf_counter() - t0)
                 cpus.setdefault(name, []).append(cpu() - c0)
+            # RGW's memstore holds about 3 GiB: every repetition removes what it stored
+            # (only the hub's version 1.0.0 and boto3's source object stay for the run).
             for k in (f"store/put/{rep}.bin", f"boto3/{rep}.bin"):
                 r.s3.delete_object(Bucket=r.bucket, Key=k)
+            r.hub.delete(f"bench@2.0.{rep}", confirm=True, actor="bench")
             log(f"  rep {rep + 1}: " + ", ".join(f"{n} {wall[n][-1]:.2f}s" for n in order))
     finally:
         r.close()
