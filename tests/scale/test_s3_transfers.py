@@ -194,6 +194,120 @@ def test_cold_load_reads_ranges_in_parallel_and_verifies(s3_hub: Hub, s3_store: 
                 and not p.name.endswith(".lock")]
 
 
+def test_chunks_hand_over_the_object_in_order_from_where_reading_stopped(
+        s3_store: Any, tmp_path: Path) -> None:
+    src = _file(tmp_path / "w.onnx")
+    small = _file(tmp_path / "s.bin", size=1000, seed=3)
+    store = _store(s3_store)
+    try:
+        store.put_file("m/w.onnx", src)
+        store.put_file("m/s.bin", small)
+        with store.open_read("m/w.onnx") as f:
+            chunks = [bytes(c) for c in f.chunks()]
+        assert b"".join(chunks) == src.read_bytes()
+        # One chunk per range, each a whole part but the short last one: no re-slicing.
+        assert [len(c) for c in chunks] == [PART, PART, PART, 12345]
+        with store.open_read("m/w.onnx") as f:
+            head = f.read(1000)
+            rest = b"".join(bytes(c) for c in f.chunks())
+        assert head + rest == src.read_bytes()
+        with store.open_read("m/s.bin") as f:  # one GET: a plain body
+            assert b"".join(f.chunks()) == small.read_bytes()
+    finally:
+        store.close()
+
+
+def _cache_leftovers(hub: Hub) -> list[Path]:
+    return [p for p in Path(hub.cache.root).rglob("*") if p.is_file()
+            and not p.name.endswith(".lock")]
+
+
+def test_a_cold_load_of_a_longer_or_shorter_object_admits_nothing(
+        s3_hub: Hub, s3_store: Any, tmp_path: Path) -> None:
+    src = _file(tmp_path / "w.onnx")
+    info = s3_hub.register("m", src, version="1.0.0")
+    entry = info.files[0]
+    key = s3_store.key(f"m/{entry.path}")
+    data = src.read_bytes()
+    # The right bytes followed by one part more, then the right bytes cut short by one.
+    for body in (data + b"\1" * PART, data[:-1]):
+        s3_store.client.put_object(Bucket=s3_store.bucket, Key=key, Body=body)
+        s3_hub.cache.prune(0)
+        with pytest.raises(IntegrityError, match="sha256 mismatch"):
+            s3_hub.fetch(info, entry)
+        assert s3_hub.cache.get(entry.sha256, entry.size) is None
+        assert _cache_leftovers(s3_hub) == []
+
+
+def test_a_cache_write_failing_mid_load_admits_nothing(s3_hub: Hub, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The disk fills up after the first part of a cold load: the error surfaces, the
+    partial file goes, and a later load (disk freed) admits the verified bytes."""
+    import errno
+
+    from sentenialx.hub import cache as cache_mod
+
+    src = _file(tmp_path / "w.onnx")
+    info = s3_hub.register("m", src, version="1.0.0")
+    entry = info.files[0]
+    real = cache_mod._Writeback.write
+    written: list[int] = []
+
+    def full_disk(self: Any, data: Any) -> int:
+        if sum(written) >= PART:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        n = real(self, data)
+        written.append(n)
+        return n
+
+    monkeypatch.setattr(cache_mod._Writeback, "write", full_disk)
+    s3_hub.cache.prune(0)
+    with pytest.raises(OSError, match="No space left"):
+        s3_hub.fetch(info, entry)
+    assert written and sum(written) >= PART  # the fault hit mid-load, not before it
+    assert s3_hub.cache.get(entry.sha256, entry.size) is None
+    assert _cache_leftovers(s3_hub) == []
+    monkeypatch.setattr(cache_mod._Writeback, "write", real)
+    assert s3_hub.fetch(info, entry).read_bytes() == src.read_bytes()
+
+
+def test_the_cache_starts_writeback_while_it_writes(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """On Linux every few MiB written are handed to the disk at once (sync_file_range),
+    covering the file from its first byte, so the fsync before admission has only a
+    tail left; the bytes admitted are still exactly the bytes hashed."""
+    import sys
+
+    from sentenialx.hub import cache as cache_mod
+    from sentenialx.hub.cache import BlobCache
+
+    if sys.platform.startswith("linux"):
+        assert cache_mod._sync_file_range() is not None
+    started: list[tuple[int, int]] = []
+    real = cache_mod._start_writeback
+    monkeypatch.setattr(cache_mod, "_start_writeback",
+                        lambda fd, off, n: (started.append((off, n)), real(fd, off, n)))
+    data = os.urandom(3 * cache_mod._WRITEBACK + 5)
+
+    class Parts:
+        def chunks(self) -> Iterator[bytes]:
+            for i in range(0, len(data), MiB):
+                yield data[i:i + MiB]
+
+    cache = BlobCache(tmp_path / "cache")
+    sha = hashlib.sha256(data).hexdigest()
+    p = cache.put(sha, len(data), Parts())  # type: ignore[arg-type]
+    assert p.read_bytes() == data
+    assert [off for off, _ in started] == [0, cache_mod._WRITEBACK, 2 * cache_mod._WRITEBACK]
+    assert all(n == cache_mod._WRITEBACK for _, n in started)
+    with open(tmp_path / "src.bin", "wb") as f:  # a plain stream takes the same path
+        f.write(data[::-1])
+    started.clear()
+    with open(tmp_path / "src.bin", "rb") as f:
+        p = cache.put(hashlib.sha256(data[::-1]).hexdigest(), len(data), f)
+    assert p.read_bytes() == data[::-1] and len(started) == 3
+
+
 def test_an_object_replaced_mid_read_is_never_spliced(s3_store: Any, tmp_path: Path) -> None:
     src = _file(tmp_path / "w.onnx")
     store = _store(s3_store, concurrency=1)  # one range ahead: the last ones are asked later
