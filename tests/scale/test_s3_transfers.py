@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from sentenialx.hub.errors import IntegrityError, StoreUnavailable
+from sentenialx.hub.errors import AlreadyExists, IntegrityError, StoreUnavailable
 from sentenialx.hub.hashing import Digest
 from sentenialx.hub.hub import Hub
 from sentenialx.hub.store.s3 import MIN_PART_SIZE, S3Store, Transfer
@@ -115,6 +115,46 @@ def test_a_digest_other_than_the_one_expected_leaves_no_object(s3_store: Any,
     finally:
         store.close()
     _nothing_left(s3_store)
+
+
+def test_a_taken_key_refuses_the_upload_created_beside_its_check(s3_store: Any,
+                                                                  tmp_path: Path) -> None:
+    """put_file creates the multipart upload while it checks the key: a taken key
+    aborts that upload, and a file that shrank below a part goes as one PUT."""
+    src = _file(tmp_path / "w.onnx")
+    store = _store(s3_store)
+    creates: list[str] = []
+    store.client.meta.events.register("before-call.s3.CreateMultipartUpload",
+                                      lambda **_kw: creates.append("create"))
+    try:
+        store.put_file("m/w.onnx", _file(tmp_path / "other", seed=2))
+        with pytest.raises(AlreadyExists):
+            store.put_file("m/w.onnx", src)
+        assert creates == ["create", "create"]  # the refused one was created, then aborted
+        assert s3_store.uploads() == []
+        assert set(s3_store.keys()) == {"m/w.onnx"}
+
+        class Shrinking:
+            """A stream that promised more than a part and holds 1000 bytes."""
+
+            def __init__(self) -> None:
+                self.data = memoryview(b"x" * 1000)
+
+            def readinto(self, buf: Any) -> int:
+                n = min(len(buf), len(self.data))
+                buf[:n] = self.data[:n]
+                self.data = self.data[n:]
+                return n
+
+        upload = store.pool().submit(store._create_upload, "m/s.bin")
+        d = store.put_stream("m/s.bin", Shrinking(), size_hint=4 * PART,  # type: ignore[arg-type]
+                             upload=upload)
+        assert d == Digest(1000, hashlib.sha256(b"x" * 1000).hexdigest())
+        assert s3_store.uploads() == []
+    finally:
+        store.close()
+    got = s3_store.client.get_object(Bucket=s3_store.bucket, Key=s3_store.key("m/s.bin"))
+    assert got["Body"].read() == b"x" * 1000
 
 
 def test_a_part_refused_by_rgw_aborts_the_upload(s3_store: Any, tmp_path: Path) -> None:

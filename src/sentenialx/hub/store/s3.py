@@ -290,25 +290,58 @@ class S3Store:
                  progress: Progress | None = None, expected: Digest | None = None) -> Digest:
         """Upload ``src`` to ``key``, hashing while sending (``link`` is ignored).
 
+        A file of a part or more is sent in parts: its multipart upload is created on a
+        transfer thread while this one checks that ``key`` is free and reads the first
+        part, so those round trips overlap instead of adding up.
+
         Raises:
             AlreadyExists: an object is already at ``key``.
             IntegrityError: ``expected`` is given and the bytes sent differ (no object).
             StoreUnavailable: the upload failed (nothing is left visible).
         """
-        if self.stat(key) is not None:
-            raise AlreadyExists(f"{key} already exists in {self.url}")
+        self._k(key)  # refuse a key outside the store before anything is sent
         with open(src, "rb") as f:
             size = os.fstat(f.fileno()).st_size
-            return self.put_stream(key, f, progress=progress, expected=expected, size_hint=size)
+            upload = (self.pool().submit(self._create_upload, key)
+                      if size >= self.transfer.part_for(size) else None)
+            try:
+                if self.stat(key) is not None:
+                    raise AlreadyExists(f"{key} already exists in {self.url}")
+            except BaseException:
+                self._abort_upload(key, upload)
+                raise
+            return self.put_stream(key, f, progress=progress, expected=expected,
+                                   size_hint=size, upload=upload)
+
+    def _create_upload(self, key: str) -> str:
+        up = self._call("create multipart upload", self.client.create_multipart_upload,
+                        Bucket=self.bucket, Key=self._k(key))
+        return str(up["UploadId"])
+
+    def _abort_upload(self, key: str, upload: Future[str] | str | None) -> None:
+        """Abort a multipart upload (created or still being created); never raises.
+
+        An aborted upload leaves no object; if we are killed before this, the upload
+        stays invisible and `gc` aborts it after the grace period.
+        """
+        if upload is None:
+            return
+        with contextlib.suppress(Exception):
+            upload_id = upload if isinstance(upload, str) else upload.result()
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=self._k(key),
+                                               UploadId=upload_id)
 
     def put_stream(self, key: str, f: BinaryIO, *, progress: Progress | None = None,
-                   expected: Digest | None = None, size_hint: int = 0) -> Digest:
+                   expected: Digest | None = None, size_hint: int = 0,
+                   upload: Future[str] | None = None) -> Digest:
         """Upload a stream: one PUT if under a part, else a parallel multipart upload.
 
         Each part is read once into a reused buffer; uploader threads send it while a
         hasher thread hashes the parts in order, so the sha256 covers exactly the bytes
         sent and stays off the critical path. ``size_hint`` only sizes the parts (a
-        stream of more than 10,000 parts gets larger ones).
+        stream of more than 10,000 parts gets larger ones). ``upload`` is a multipart
+        upload of ``key`` already being created (see :meth:`put_file`); this call then
+        completes or aborts it.
 
         Raises:
             IntegrityError: ``expected`` is given and the bytes read differ (no object).
@@ -316,8 +349,13 @@ class S3Store:
         """
         part = self.transfer.part_for(size_hint)
         first = bytearray(part)
-        got = _read_full(f, first)
+        try:
+            got = _read_full(f, first)
+        except BaseException:
+            self._abort_upload(key, upload)
+            raise
         if got < part:
+            self._abort_upload(key, upload)  # the stream was shorter than its hint
             data = bytes(memoryview(first)[:got])
             d = Digest(got, hashlib.sha256(data).hexdigest())
             _check(key, d, expected)
@@ -326,21 +364,16 @@ class S3Store:
             if progress:
                 progress(got)
             return d
-        up = self._call("create multipart upload", self.client.create_multipart_upload,
-                        Bucket=self.bucket, Key=self._k(key))
-        upload_id = up["UploadId"]
+        upload_id: str | None = None
         try:
+            upload_id = upload.result() if upload is not None else self._create_upload(key)
             d, parts = _Multipart(self, key, upload_id, part, progress).run(f, first)
             _check(key, d, expected)
             self._call("complete multipart upload", self.client.complete_multipart_upload,
                        Bucket=self.bucket, Key=self._k(key), UploadId=upload_id,
                        MultipartUpload={"Parts": parts})
         except BaseException:
-            # An aborted upload leaves no object; if we are killed before this, the
-            # upload stays invisible and `gc` aborts it after the grace period.
-            with contextlib.suppress(Exception):
-                self.client.abort_multipart_upload(Bucket=self.bucket, Key=self._k(key),
-                                                   UploadId=upload_id)
+            self._abort_upload(key, upload_id if upload_id is not None else upload)
             raise
         return d
 
