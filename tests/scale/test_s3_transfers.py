@@ -234,6 +234,49 @@ def test_cold_load_reads_ranges_in_parallel_and_verifies(s3_hub: Hub, s3_store: 
                 and not p.name.endswith(".lock")]
 
 
+def test_register_sends_while_it_looks_for_a_copy_and_withdraws_on_a_hit(
+        s3_hub: Hub, s3_store: Any, tmp_path: Path) -> None:
+    """The upload of a registered file starts before its hash is known; identical bytes
+    already stored withdraw it (nothing completes, nothing lingers) for a copy inside
+    the store, and other bytes complete it with the digest of what was sent."""
+    src = _file(tmp_path / "w.onnx")
+    calls: list[str] = []
+    for op in ("UploadPart", "CompleteMultipartUpload", "AbortMultipartUpload", "CopyObject"):
+        s3_hub.store.client.meta.events.register(
+            f"before-call.s3.{op}", lambda op=op, **_kw: calls.append(op))
+    v1 = s3_hub.register("m", src, version="1.0.0")
+    assert calls.count("CompleteMultipartUpload") == 1 and "CopyObject" not in calls
+    calls.clear()
+    seen: list[int] = []
+    v2 = s3_hub.register("m2", src, version="1.0.0", progress=seen.append)
+    assert v2.files[0].sha256 == v1.files[0].sha256 == hashlib.sha256(src.read_bytes()).hexdigest()
+    assert "CompleteMultipartUpload" not in calls and calls.count("CopyObject") == 1
+    assert calls.count("AbortMultipartUpload") == 1
+    assert s3_hub.store.copies == 1
+    assert sum(seen) == SIZE  # parts sent before the withdrawal count once, not twice
+    assert s3_store.uploads() == []
+    assert s3_hub.open_bytes("m2") == src.read_bytes()
+    assert s3_hub.verify(deep=True).ok
+
+
+def test_a_register_failing_before_its_verdict_leaves_nothing(
+        s3_hub: Hub, s3_store: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sentenialx.hub import _register
+
+    src = _file(tmp_path / "w.onnx")
+
+    def unreadable(_p: Any, **_kw: Any) -> Digest:
+        time.sleep(0.2)  # long enough for parts to be on their way
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(_register, "hash_file", unreadable)
+    with pytest.raises(OSError, match="Input/output"):
+        s3_hub.register("m", src, version="1.0.0")
+    assert s3_store.uploads() == []
+    assert not [k for k in s3_store.keys() if k.startswith("m/")]
+    assert s3_hub.index.pending_versions() == []
+
+
 def test_chunks_hand_over_the_object_in_order_from_where_reading_stopped(
         s3_store: Any, tmp_path: Path) -> None:
     src = _file(tmp_path / "w.onnx")

@@ -136,6 +136,16 @@ def _size_env(name: str, default: int, *, units: bool = True) -> int:
                            + (" of bytes (e.g. 8M)" if units else "")) from None
 
 
+class Withdrawn(Exception):  # noqa: N818 - a decision, not a failure
+    """The caller's verdict withdrew an upload before it completed; nothing was stored."""
+
+
+def _go_on(verdict: Future[bool] | None, key: str, *, wait: bool) -> None:
+    """Raise :class:`Withdrawn` if ``verdict`` says so (waiting for it when ``wait``)."""
+    if verdict is not None and (wait or verdict.done()) and not verdict.result():
+        raise Withdrawn(f"the upload of {key} was withdrawn")
+
+
 _DENIED = frozenset({"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch",
                      "AllAccessDisabled", "AccountProblem", "InvalidToken", "ExpiredToken"})
 """S3 error codes that mean the credentials or policy refuse the call."""
@@ -287,14 +297,20 @@ class S3Store:
 
     # -- writing ------------------------------------------------------------------------
     def put_file(self, key: str, src: Path, *, link: bool = False,
-                 progress: Progress | None = None, expected: Digest | None = None) -> Digest:
+                 progress: Progress | None = None, expected: Digest | None = None,
+                 verdict: Future[bool] | None = None) -> Digest:
         """Upload ``src`` to ``key``, hashing while sending (``link`` is ignored).
 
         A file of a part or more is sent in parts: its multipart upload is created on a
         transfer thread while this one checks that ``key`` is free and reads the first
         part, so those round trips overlap instead of adding up.
 
+        ``verdict``, when given, decides whether the upload may complete: it is sent
+        while the caller makes up its mind, stops early once the verdict is False, and
+        waits for a True one before the object appears (see ``Registrar._put_file``).
+
         Raises:
+            Withdrawn: the verdict was False; nothing was stored.
             AlreadyExists: an object is already at ``key``.
             IntegrityError: ``expected`` is given and the bytes sent differ (no object).
             StoreUnavailable: the upload failed (nothing is left visible).
@@ -311,7 +327,7 @@ class S3Store:
                 self._abort_upload(key, upload)
                 raise
             return self.put_stream(key, f, progress=progress, expected=expected,
-                                   size_hint=size, upload=upload)
+                                   size_hint=size, upload=upload, verdict=verdict)
 
     def _create_upload(self, key: str) -> str:
         up = self._call("create multipart upload", self.client.create_multipart_upload,
@@ -333,7 +349,8 @@ class S3Store:
 
     def put_stream(self, key: str, f: BinaryIO, *, progress: Progress | None = None,
                    expected: Digest | None = None, size_hint: int = 0,
-                   upload: Future[str] | None = None) -> Digest:
+                   upload: Future[str] | None = None,
+                   verdict: Future[bool] | None = None) -> Digest:
         """Upload a stream: one PUT if under a part, else a parallel multipart upload.
 
         Each part is read once into a reused buffer; uploader threads send it while a
@@ -341,9 +358,10 @@ class S3Store:
         sent and stays off the critical path. ``size_hint`` only sizes the parts (a
         stream of more than 10,000 parts gets larger ones). ``upload`` is a multipart
         upload of ``key`` already being created (see :meth:`put_file`); this call then
-        completes or aborts it.
+        completes or aborts it. ``verdict``: as for :meth:`put_file`.
 
         Raises:
+            Withdrawn: the verdict was False; nothing was stored.
             IntegrityError: ``expected`` is given and the bytes read differ (no object).
             StoreUnavailable: a part or the completion failed (the upload is aborted).
         """
@@ -359,6 +377,7 @@ class S3Store:
             data = bytes(memoryview(first)[:got])
             d = Digest(got, hashlib.sha256(data).hexdigest())
             _check(key, d, expected)
+            _go_on(verdict, key, wait=True)
             self._call("put", self.client.put_object, Bucket=self.bucket, Key=self._k(key),
                        Body=data)
             if progress:
@@ -367,8 +386,9 @@ class S3Store:
         upload_id: str | None = None
         try:
             upload_id = upload.result() if upload is not None else self._create_upload(key)
-            d, parts = _Multipart(self, key, upload_id, part, progress).run(f, first)
+            d, parts = _Multipart(self, key, upload_id, part, progress, verdict).run(f, first)
             _check(key, d, expected)
+            _go_on(verdict, key, wait=True)  # the object appears only on a True verdict
             self._call("complete multipart upload", self.client.complete_multipart_upload,
                        Bucket=self.bucket, Key=self._k(key), UploadId=upload_id,
                        MultipartUpload={"Parts": parts})
@@ -590,13 +610,14 @@ class _Multipart:
     A part's buffer serves two readers, its uploader and the hasher, and goes back
     to the free list only when both are done with it; the reader takes a buffer
     from that list before reading, so at most ``concurrency + 2`` parts are in
-    memory. The first failure stops the reading; the caller aborts the upload.
+    memory. The first failure, or a False verdict, stops the reading; the caller
+    aborts the upload.
     """
 
     def __init__(self, store: S3Store, key: str, upload_id: str, part: int,
-                 progress: Progress | None) -> None:
+                 progress: Progress | None, verdict: Future[bool] | None = None) -> None:
         self.store, self.key, self.upload_id, self.part = store, key, upload_id, part
-        self.progress = progress
+        self.progress, self.verdict = progress, verdict
         self.failed: builtins.list[BaseException] = []
         self.etags: dict[int, str] = {}
         self.free: queue.Queue[bytearray] = queue.Queue()
@@ -651,6 +672,7 @@ class _Multipart:
         total, n, buf, size = 0, 1, first, len(first)
         try:
             while size and not self.failed:
+                _go_on(self.verdict, self.key, wait=False)
                 if n > MAX_PARTS:
                     raise InvalidInput(f"{self.key}: more than {MAX_PARTS} parts of"
                                        f" {self.part} bytes; the stream grew while it was read")
@@ -666,6 +688,9 @@ class _Multipart:
                 else:
                     buf = self.free.get()
                 size = _read_full(f, buf)
+        except BaseException as exc:
+            self.failed.append(exc)  # parts still queued are not sent
+            raise
         finally:
             self.to_hash.put(None)
             for fut in futures:
