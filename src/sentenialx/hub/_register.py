@@ -313,7 +313,8 @@ class Registrar(Part):
             try:
                 return upload.result()
             except Withdrawn:
-                assert other is not None
+                if other is None:  # only a stored copy withdraws the upload
+                    raise
         if self.store.stat(dest) is not None:
             raise AlreadyExists(f"{dest} already exists in {self.store.url}")
         self.store.copy(other, dest)
