@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from sentenialx.hub.errors import IntegrityError, StoreUnavailable
+from sentenialx.hub.errors import AlreadyExists, IntegrityError, StoreUnavailable
 from sentenialx.hub.hashing import Digest
 from sentenialx.hub.hub import Hub
 from sentenialx.hub.store.s3 import MIN_PART_SIZE, S3Store, Transfer
@@ -117,6 +117,46 @@ def test_a_digest_other_than_the_one_expected_leaves_no_object(s3_store: Any,
     _nothing_left(s3_store)
 
 
+def test_a_taken_key_refuses_the_upload_created_beside_its_check(s3_store: Any,
+                                                                  tmp_path: Path) -> None:
+    """put_file creates the multipart upload while it checks the key: a taken key
+    aborts that upload, and a file that shrank below a part goes as one PUT."""
+    src = _file(tmp_path / "w.onnx")
+    store = _store(s3_store)
+    creates: list[str] = []
+    store.client.meta.events.register("before-call.s3.CreateMultipartUpload",
+                                      lambda **_kw: creates.append("create"))
+    try:
+        store.put_file("m/w.onnx", _file(tmp_path / "other", seed=2))
+        with pytest.raises(AlreadyExists):
+            store.put_file("m/w.onnx", src)
+        assert creates == ["create", "create"]  # the refused one was created, then aborted
+        assert s3_store.uploads() == []
+        assert set(s3_store.keys()) == {"m/w.onnx"}
+
+        class Shrinking:
+            """A stream that promised more than a part and holds 1000 bytes."""
+
+            def __init__(self) -> None:
+                self.data = memoryview(b"x" * 1000)
+
+            def readinto(self, buf: Any) -> int:
+                n = min(len(buf), len(self.data))
+                buf[:n] = self.data[:n]
+                self.data = self.data[n:]
+                return n
+
+        upload = store.pool().submit(store._create_upload, "m/s.bin")
+        d = store.put_stream("m/s.bin", Shrinking(), size_hint=4 * PART,  # type: ignore[arg-type]
+                             upload=upload)
+        assert d == Digest(1000, hashlib.sha256(b"x" * 1000).hexdigest())
+        assert s3_store.uploads() == []
+    finally:
+        store.close()
+    got = s3_store.client.get_object(Bucket=s3_store.bucket, Key=s3_store.key("m/s.bin"))
+    assert got["Body"].read() == b"x" * 1000
+
+
 def test_a_part_refused_by_rgw_aborts_the_upload(s3_store: Any, tmp_path: Path) -> None:
     """The third part's bytes change on the wire after signing: RGW answers
     XAmzContentSHA256Mismatch, and the whole upload is aborted."""
@@ -192,6 +232,163 @@ def test_cold_load_reads_ranges_in_parallel_and_verifies(s3_hub: Hub, s3_store: 
     assert s3_hub.cache.get(entry.sha256, entry.size) is None
     assert not [p for p in Path(s3_hub.cache.root).rglob("*") if p.is_file()
                 and not p.name.endswith(".lock")]
+
+
+def test_register_sends_while_it_looks_for_a_copy_and_withdraws_on_a_hit(
+        s3_hub: Hub, s3_store: Any, tmp_path: Path) -> None:
+    """The upload of a registered file starts before its hash is known; identical bytes
+    already stored withdraw it (nothing completes, nothing lingers) for a copy inside
+    the store, and other bytes complete it with the digest of what was sent."""
+    src = _file(tmp_path / "w.onnx")
+    calls: list[str] = []
+    for op in ("UploadPart", "CompleteMultipartUpload", "AbortMultipartUpload", "CopyObject"):
+        s3_hub.store.client.meta.events.register(
+            f"before-call.s3.{op}", lambda op=op, **_kw: calls.append(op))
+    v1 = s3_hub.register("m", src, version="1.0.0")
+    assert calls.count("CompleteMultipartUpload") == 1 and "CopyObject" not in calls
+    calls.clear()
+    seen: list[int] = []
+    v2 = s3_hub.register("m2", src, version="1.0.0", progress=seen.append)
+    assert v2.files[0].sha256 == v1.files[0].sha256 == hashlib.sha256(src.read_bytes()).hexdigest()
+    assert "CompleteMultipartUpload" not in calls and calls.count("CopyObject") == 1
+    assert calls.count("AbortMultipartUpload") == 1
+    assert s3_hub.store.copies == 1
+    assert sum(seen) == SIZE  # parts sent before the withdrawal count once, not twice
+    assert s3_store.uploads() == []
+    assert s3_hub.open_bytes("m2") == src.read_bytes()
+    assert s3_hub.verify(deep=True).ok
+
+
+def test_a_register_failing_before_its_verdict_leaves_nothing(
+        s3_hub: Hub, s3_store: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sentenialx.hub import _register
+
+    src = _file(tmp_path / "w.onnx")
+
+    def unreadable(_p: Any, **_kw: Any) -> Digest:
+        time.sleep(0.2)  # long enough for parts to be on their way
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(_register, "hash_file", unreadable)
+    with pytest.raises(OSError, match="Input/output"):
+        s3_hub.register("m", src, version="1.0.0")
+    assert s3_store.uploads() == []
+    assert not [k for k in s3_store.keys() if k.startswith("m/")]
+    assert s3_hub.index.pending_versions() == []
+
+
+def test_chunks_hand_over_the_object_in_order_from_where_reading_stopped(
+        s3_store: Any, tmp_path: Path) -> None:
+    src = _file(tmp_path / "w.onnx")
+    small = _file(tmp_path / "s.bin", size=1000, seed=3)
+    store = _store(s3_store)
+    try:
+        store.put_file("m/w.onnx", src)
+        store.put_file("m/s.bin", small)
+        with store.open_read("m/w.onnx") as f:
+            chunks = [bytes(c) for c in f.chunks()]
+        assert b"".join(chunks) == src.read_bytes()
+        # One chunk per range, each a whole part but the short last one: no re-slicing.
+        assert [len(c) for c in chunks] == [PART, PART, PART, 12345]
+        with store.open_read("m/w.onnx") as f:
+            head = f.read(1000)
+            rest = b"".join(bytes(c) for c in f.chunks())
+        assert head + rest == src.read_bytes()
+        with store.open_read("m/s.bin") as f:  # one GET: a plain body
+            assert b"".join(f.chunks()) == small.read_bytes()
+    finally:
+        store.close()
+
+
+def _cache_leftovers(hub: Hub) -> list[Path]:
+    return [p for p in Path(hub.cache.root).rglob("*") if p.is_file()
+            and not p.name.endswith(".lock")]
+
+
+def test_a_cold_load_of_a_longer_or_shorter_object_admits_nothing(
+        s3_hub: Hub, s3_store: Any, tmp_path: Path) -> None:
+    src = _file(tmp_path / "w.onnx")
+    info = s3_hub.register("m", src, version="1.0.0")
+    entry = info.files[0]
+    key = s3_store.key(f"m/{entry.path}")
+    data = src.read_bytes()
+    # The right bytes followed by one part more, then the right bytes cut short by one.
+    for body in (data + b"\1" * PART, data[:-1]):
+        s3_store.client.put_object(Bucket=s3_store.bucket, Key=key, Body=body)
+        s3_hub.cache.prune(0)
+        with pytest.raises(IntegrityError, match="sha256 mismatch"):
+            s3_hub.fetch(info, entry)
+        assert s3_hub.cache.get(entry.sha256, entry.size) is None
+        assert _cache_leftovers(s3_hub) == []
+
+
+def test_a_cache_write_failing_mid_load_admits_nothing(s3_hub: Hub, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The disk fills up after the first part of a cold load: the error surfaces, the
+    partial file goes, and a later load (disk freed) admits the verified bytes."""
+    import errno
+
+    from sentenialx.hub import cache as cache_mod
+
+    src = _file(tmp_path / "w.onnx")
+    info = s3_hub.register("m", src, version="1.0.0")
+    entry = info.files[0]
+    real = cache_mod._Writeback.write
+    written: list[int] = []
+
+    def full_disk(self: Any, data: Any) -> int:
+        if sum(written) >= PART:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        n = real(self, data)
+        written.append(n)
+        return n
+
+    monkeypatch.setattr(cache_mod._Writeback, "write", full_disk)
+    s3_hub.cache.prune(0)
+    with pytest.raises(OSError, match="No space left"):
+        s3_hub.fetch(info, entry)
+    assert written and sum(written) >= PART  # the fault hit mid-load, not before it
+    assert s3_hub.cache.get(entry.sha256, entry.size) is None
+    assert _cache_leftovers(s3_hub) == []
+    monkeypatch.setattr(cache_mod._Writeback, "write", real)
+    assert s3_hub.fetch(info, entry).read_bytes() == src.read_bytes()
+
+
+def test_the_cache_starts_writeback_while_it_writes(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """On Linux every few MiB written are handed to the disk at once (sync_file_range),
+    covering the file from its first byte, so the fsync before admission has only a
+    tail left; the bytes admitted are still exactly the bytes hashed."""
+    import sys
+
+    from sentenialx.hub import cache as cache_mod
+    from sentenialx.hub.cache import BlobCache
+
+    if sys.platform.startswith("linux"):
+        assert cache_mod._sync_file_range() is not None
+    started: list[tuple[int, int]] = []
+    real = cache_mod._start_writeback
+    monkeypatch.setattr(cache_mod, "_start_writeback",
+                        lambda fd, off, n: (started.append((off, n)), real(fd, off, n)))
+    data = os.urandom(3 * cache_mod._WRITEBACK + 5)
+
+    class Parts:
+        def chunks(self) -> Iterator[bytes]:
+            for i in range(0, len(data), MiB):
+                yield data[i:i + MiB]
+
+    cache = BlobCache(tmp_path / "cache")
+    sha = hashlib.sha256(data).hexdigest()
+    p = cache.put(sha, len(data), Parts())  # type: ignore[arg-type]
+    assert p.read_bytes() == data
+    assert [off for off, _ in started] == [0, cache_mod._WRITEBACK, 2 * cache_mod._WRITEBACK]
+    assert all(n == cache_mod._WRITEBACK for _, n in started)
+    with open(tmp_path / "src.bin", "wb") as f:  # a plain stream takes the same path
+        f.write(data[::-1])
+    started.clear()
+    with open(tmp_path / "src.bin", "rb") as f:
+        p = cache.put(hashlib.sha256(data[::-1]).hexdigest(), len(data), f)
+    assert p.read_bytes() == data[::-1] and len(started) == 3
 
 
 def test_an_object_replaced_mid_read_is_never_spliced(s3_store: Any, tmp_path: Path) -> None:

@@ -22,7 +22,9 @@ import hashlib
 import json
 import logging
 import os
+import threading
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +54,7 @@ from sentenialx.hub.layout import (
 from sentenialx.hub.manifest import ROLES, FileEntry, Manifest
 from sentenialx.hub.refs import Version, validate_alias, validate_name, validate_relpath
 from sentenialx.hub.store.base import Source
-from sentenialx.hub.store.local import LocalStore
+from sentenialx.hub.store.s3 import S3Store, Withdrawn
 from sentenialx.hub.values import (
     VersionInfo,
 )
@@ -268,30 +270,64 @@ class Registrar(Part):
         return Path(p).resolve() if p is not None else None
 
     def _put_file(self, dest: str, src: Path, *, link: bool, progress: Progress | None) -> Digest:
-        """Store one file; on an object store, bytes it already holds are copied server-side.
+        """Store one file; on S3, bytes it already holds are copied server-side instead.
 
-        S3 has no hardlinks, so dedup means not sending the bytes again: hash the local
-        file first (a local read is cheap beside the network), and when a verified object
-        with that content exists, copy it inside the store. The manifest gets the digest
-        of what was hashed, which is the copied object's content by construction.
+        S3 has no hardlinks, so dedup means not sending the bytes again. The upload
+        starts at once, on another thread, while this one hashes the local file (a local
+        read outruns the network) and looks for a verified object with that content; the
+        upload may complete only once that answer is in. None: it completes, and the
+        manifest gets the digest of the bytes it sent. One: the upload is withdrawn
+        (aborted: nothing appears under ``dest``) and the object is copied inside the
+        store; the manifest gets the digest of what was hashed, which is the copied
+        object's content by construction. Killed mid-way, the upload stays invisible and
+        `gc` aborts it, as for any upload.
         """
-        if not isinstance(self.store, LocalStore) and hasattr(self.store, "copy"):
-            pre = hash_file(src)
-            hit = self.index.find_file_by_sha(pre.sha256, pre.size)
-            if hit is not None:
-                other = file_key(*hit)
-                cached = self.index.stat_cache_get([other]).get(other)
-                st = self.store.stat(other)
-                # Only from an object whose stat still matches its last verification.
-                if cached and st and cached == (st.size, st.mtime_ns, st.ino, st.ctime_ns,
-                                                pre.sha256):
-                    if self.store.stat(dest) is not None:
-                        raise AlreadyExists(f"{dest} already exists in {self.store.url}")
-                    self.store.copy(other, dest)
-                    if progress:
-                        progress(pre.size)
-                    return pre
-        return self.store.put_file(dest, src, link=link, progress=progress)
+        if not isinstance(self.store, S3Store):
+            return self.store.put_file(dest, src, link=link, progress=progress)
+        lock, sent = threading.Lock(), [0]
+
+        def counted(n: int) -> None:
+            with lock:
+                sent[0] += n
+            if progress:
+                progress(n)
+
+        verdict: Future[bool] = Future()
+        with ThreadPoolExecutor(1, thread_name_prefix="sentenialx-upload") as ex:
+            upload = ex.submit(self.store.put_file, dest, src, progress=counted, verdict=verdict)
+            try:
+                pre = hash_file(src)
+                other = self._verified_copy_of(pre)
+            except BaseException:
+                verdict.set_result(False)
+                with contextlib.suppress(Exception):
+                    upload.result()
+                raise
+            verdict.set_result(other is None)
+            try:
+                return upload.result()
+            except Withdrawn:
+                if other is None:  # only a stored copy withdraws the upload
+                    raise
+        if self.store.stat(dest) is not None:
+            raise AlreadyExists(f"{dest} already exists in {self.store.url}")
+        self.store.copy(other, dest)
+        if progress:
+            progress(max(pre.size - sent[0], 0))
+        return pre
+
+    def _verified_copy_of(self, d: Digest) -> str | None:
+        """The key of a stored object with these bytes whose stat still matches its last
+        verification, if any (never a tampered copy to spread to a new version)."""
+        hit = self.index.find_file_by_sha(d.sha256, d.size)
+        if hit is None:
+            return None
+        other = file_key(*hit)
+        cached = self.index.stat_cache_get([other]).get(other)
+        st = self.store.stat(other)
+        if cached and st and cached == (st.size, st.mtime_ns, st.ino, st.ctime_ns, d.sha256):
+            return other
+        return None
 
     def _collect_sources(self, src: Path) -> tuple[str, list[Source]]:
         if not src.exists():

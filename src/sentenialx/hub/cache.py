@@ -25,16 +25,20 @@ Invariants:
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
 import os
+import queue
 import re
 import stat
+import sys
+import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO, cast
 
 from sentenialx.hub.errors import IntegrityError, InvalidInput, StoreUnavailable
 from sentenialx.hub.hashing import copy_and_hash
@@ -438,14 +442,28 @@ class PartialBlob:
         """Append up to ``limit`` bytes of ``src``, hashing them in the same pass.
 
         One thread hashes while another writes, and the bytes written are exactly the
-        bytes hashed. No fdatasync on the way (measured slower here: the reader stalls
-        behind it); the one fsync of :meth:`commit` makes the blob durable.
+        bytes hashed. A source with ``chunks()`` (an S3 object's parallel ranges) hands
+        over its buffers as they arrive, and each is hashed and written as it is, with
+        no copy; see :func:`_pour`. Otherwise the source is read into a ring of reused
+        buffers. Either way the disk starts writing each chunk as soon as it is written
+        (no fdatasync on the way, which stalls the reader), so the one fsync of
+        :meth:`commit` that makes the blob durable has only the tail left.
 
         Raises:
             OSError: reading or writing failed (the caller discards the partial).
         """
-        d = copy_and_hash(src, self.file, hasher=self.hasher, limit=limit)
+        chunks = getattr(src, "chunks", None)
+        if callable(chunks):
+            self.file.flush()
+            self.have += _pour(chunks(), self.file.fileno(), at=self.have, hasher=self.hasher,
+                               limit=limit)
+            self.file.seek(self.have)
+            return
+        self.file.flush()
+        d = copy_and_hash(src, cast(BinaryIO, _Writeback(self.file.fileno(), at=self.have)),
+                          hasher=self.hasher, limit=limit)
         self.have += d.size
+        self.file.seek(self.have)
 
     def commit(self) -> Path:
         """Admit the bytes if their sha256 and size match; the cached blob's path.
@@ -478,6 +496,121 @@ class PartialBlob:
         if not self.path.name.endswith(".partial"):
             # A non-resumable write never outlives its call.
             self.path.unlink(missing_ok=True)
+
+
+_WRITEBACK = 8 * 1024 * 1024
+"""Bytes written before the disk is asked to start writing them (see :func:`_start_writeback`)."""
+_QUEUED = 1
+"""Chunks waiting for the writer in :func:`_pour`, beyond the one it is writing."""
+
+
+@functools.cache
+def _sync_file_range() -> Callable[[int, int, int], None] | None:
+    """Linux's ``sync_file_range(fd, off, n, SYNC_FILE_RANGE_WRITE)``, or None elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        fn = libc.sync_file_range
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    write = 2  # SYNC_FILE_RANGE_WRITE: start writing the dirty pages, do not wait
+
+    def start(fd: int, off: int, n: int) -> None:
+        fn(fd, off, n, write)  # advice only: a failure leaves the work to the final fsync
+
+    return start
+
+
+def _start_writeback(fd: int, off: int, n: int) -> None:
+    """Ask the disk to start writing ``n`` bytes at ``off`` now, without waiting for it.
+
+    Only a head start: durability still comes from the fsync before a blob is admitted,
+    which then waits for the last few chunks instead of the whole file. (An fdatasync
+    here would make the writer, and through it the download, wait for the disk.)
+    """
+    start = _sync_file_range()
+    if start is not None:
+        start(fd, off, n)
+
+
+class _Writeback:
+    """Positional writes to a file that start the disk's writeback every ``_WRITEBACK`` bytes."""
+
+    def __init__(self, fd: int, *, at: int) -> None:
+        self._fd, self._at, self._started = fd, at, at
+
+    def write(self, data: bytes | memoryview) -> int:
+        """Write some of ``data`` at the current offset; the bytes written."""
+        n = os.pwrite(self._fd, data, self._at)
+        self._at += n
+        if self._at - self._started >= _WRITEBACK:
+            _start_writeback(self._fd, self._started, self._at - self._started)
+            self._started = self._at
+        return n
+
+    def write_all(self, data: bytes | memoryview) -> None:
+        """Write all of ``data``."""
+        view = memoryview(data)
+        while view:
+            view = view[self.write(view):]
+
+    def fileno(self) -> int:
+        """The file descriptor written to."""
+        return self._fd
+
+
+def _pour(chunks: Iterator[bytes | memoryview], fd: int, *, at: int, hasher: Any,
+          limit: int) -> int:
+    """Write ``chunks`` to ``fd`` from offset ``at`` and hash them in order; bytes taken.
+
+    This thread hashes chunk *n* while a writer thread writes it (both only read it: a
+    chunk is never changed once handed over, see ``_RangedReader.chunks``), so the bytes
+    on disk are exactly the bytes hashed. At most ``limit`` bytes are taken. Memory: the
+    chunk being hashed, ``_QUEUED`` waiting and the one being written, whatever the size.
+
+    Raises:
+        OSError: a write failed (re-raised here; the caller discards the partial).
+    """
+    q: queue.Queue[bytes | memoryview | None] = queue.Queue(maxsize=_QUEUED)
+    errors: list[BaseException] = []
+
+    def writer() -> None:
+        w = _Writeback(fd, at=at)
+        while (chunk := q.get()) is not None:
+            if errors:
+                continue  # keep draining so the producer never blocks after a failure
+            try:
+                w.write_all(chunk)
+            except BaseException as exc:  # noqa: BLE001 - re-raised below
+                errors.append(exc)
+
+    t = threading.Thread(target=writer, name="sentenialx-cache-writer", daemon=True)
+    t.start()
+    taken = 0
+    try:
+        for chunk in chunks:
+            if errors:
+                break
+            view = memoryview(chunk).cast("B")
+            if taken + len(view) > limit:
+                view = view[:limit - taken]
+            q.put(view)
+            hasher.update(view)
+            taken += len(view)
+            if taken >= limit:
+                break
+    finally:
+        q.put(None)
+        t.join()
+    if errors:
+        raise errors[0]
+    return taken
 
 
 def _stat_record(st: os.stat_result) -> list[int]:
