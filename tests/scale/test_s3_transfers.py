@@ -362,10 +362,11 @@ def test_the_cache_starts_writeback_while_it_writes(tmp_path: Path,
     import sys
 
     from sentenialx.hub import cache as cache_mod
+    from sentenialx.hub import hashing
     from sentenialx.hub.cache import BlobCache
 
     if sys.platform.startswith("linux"):
-        assert cache_mod._sync_file_range() is not None
+        assert hashing._sync_file_range() is not None
     started: list[tuple[int, int]] = []
     real = cache_mod._start_writeback
     monkeypatch.setattr(cache_mod, "_start_writeback",

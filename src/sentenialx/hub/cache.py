@@ -25,7 +25,6 @@ Invariants:
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import json
 import logging
@@ -33,15 +32,14 @@ import os
 import queue
 import re
 import stat
-import sys
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
 from sentenialx.hub.errors import IntegrityError, InvalidInput, StoreUnavailable
-from sentenialx.hub.hashing import copy_and_hash
+from sentenialx.hub.hashing import copy_and_hash, start_writeback
 from sentenialx.hub.refs import validate_relpath
 
 log = logging.getLogger("sentenialx.cache")
@@ -504,29 +502,6 @@ _QUEUED = 1
 """Chunks waiting for the writer in :func:`_pour`, beyond the one it is writing."""
 
 
-@functools.cache
-def _sync_file_range() -> Callable[[int, int, int], None] | None:
-    """Linux's ``sync_file_range(fd, off, n, SYNC_FILE_RANGE_WRITE)``, or None elsewhere."""
-    if not sys.platform.startswith("linux"):
-        return None
-    import ctypes
-    import ctypes.util
-
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        fn = libc.sync_file_range
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-    fn.restype = ctypes.c_int
-    write = 2  # SYNC_FILE_RANGE_WRITE: start writing the dirty pages, do not wait
-
-    def start(fd: int, off: int, n: int) -> None:
-        fn(fd, off, n, write)  # advice only: a failure leaves the work to the final fsync
-
-    return start
-
-
 def _start_writeback(fd: int, off: int, n: int) -> None:
     """Ask the disk to start writing ``n`` bytes at ``off`` now, without waiting for it.
 
@@ -534,9 +509,7 @@ def _start_writeback(fd: int, off: int, n: int) -> None:
     which then waits for the last few chunks instead of the whole file. (An fdatasync
     here would make the writer, and through it the download, wait for the disk.)
     """
-    start = _sync_file_range()
-    if start is not None:
-        start(fd, off, n)
+    start_writeback(fd, off, n)
 
 
 class _Writeback:

@@ -215,12 +215,21 @@ class _WriteBehind:
         self.end += n
         if self.end - self.start < self.window:
             return
-        fn = _sync_file_range()
-        if fn is None or fn(self.fd, self.start, self.end - self.start,
-                            SYNC_FILE_RANGE_WRITE) != 0:
+        if not start_writeback(self.fd, self.start, self.end - self.start):
             self.window = sys.maxsize  # refused once: never asked again for this file
             return
         self.start = self.end
+
+
+def start_writeback(fd: int, offset: int, length: int) -> bool:
+    """Ask the kernel to start writing ``length`` bytes of ``fd`` at ``offset`` to disk now.
+
+    Linux ``sync_file_range(SYNC_FILE_RANGE_WRITE)``: it does not wait, and it changes
+    when bytes reach the disk, never which bytes; durability still comes from the
+    caller's fsync. False where the call is missing or refused.
+    """
+    fn = _sync_file_range()
+    return fn is not None and fn(fd, offset, length, SYNC_FILE_RANGE_WRITE) == 0
 
 
 _REFUSED = {errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EXDEV, errno.EBADF}
