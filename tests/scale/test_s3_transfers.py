@@ -368,9 +368,9 @@ def test_the_cache_starts_writeback_while_it_writes(tmp_path: Path,
     if sys.platform.startswith("linux"):
         assert hashing._sync_file_range() is not None
     started: list[tuple[int, int]] = []
-    real = cache_mod._start_writeback
-    monkeypatch.setattr(cache_mod, "_start_writeback",
-                        lambda fd, off, n: (started.append((off, n)), real(fd, off, n)))
+    real = hashing.start_writeback
+    monkeypatch.setattr(hashing, "start_writeback",
+                        lambda fd, off, n: (started.append((off, n)), real(fd, off, n))[1])
     data = os.urandom(3 * cache_mod._WRITEBACK + 5)
 
     class Parts:

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, cast
 
 from sentenialx.hub.errors import IntegrityError, InvalidInput, StoreUnavailable
-from sentenialx.hub.hashing import copy_and_hash, start_writeback
+from sentenialx.hub.hashing import WriteBehind, copy_and_hash
 from sentenialx.hub.refs import validate_relpath
 
 log = logging.getLogger("sentenialx.cache")
@@ -497,34 +497,28 @@ class PartialBlob:
 
 
 _WRITEBACK = 8 * 1024 * 1024
-"""Bytes written before the disk is asked to start writing them (see :func:`_start_writeback`)."""
+"""Bytes written before the disk is asked to start writing them (:class:`WriteBehind`).
+
+Only a head start: durability still comes from the fsync before a blob is admitted,
+which then waits for the last few chunks instead of the whole file. (An fdatasync
+instead would make the writer, and through it the download, wait for the disk.)
+"""
 _QUEUED = 1
 """Chunks waiting for the writer in :func:`_pour`, beyond the one it is writing."""
-
-
-def _start_writeback(fd: int, off: int, n: int) -> None:
-    """Ask the disk to start writing ``n`` bytes at ``off`` now, without waiting for it.
-
-    Only a head start: durability still comes from the fsync before a blob is admitted,
-    which then waits for the last few chunks instead of the whole file. (An fdatasync
-    here would make the writer, and through it the download, wait for the disk.)
-    """
-    start_writeback(fd, off, n)
 
 
 class _Writeback:
     """Positional writes to a file that start the disk's writeback every ``_WRITEBACK`` bytes."""
 
     def __init__(self, fd: int, *, at: int) -> None:
-        self._fd, self._at, self._started = fd, at, at
+        self._fd, self._at = fd, at
+        self._behind = WriteBehind(fd, _WRITEBACK, at=at)
 
     def write(self, data: bytes | memoryview) -> int:
         """Write some of ``data`` at the current offset; the bytes written."""
         n = os.pwrite(self._fd, data, self._at)
         self._at += n
-        if self._at - self._started >= _WRITEBACK:
-            _start_writeback(self._fd, self._started, self._at - self._started)
-            self._started = self._at
+        self._behind.wrote(n)
         return n
 
     def write_all(self, data: bytes | memoryview) -> None:

@@ -128,7 +128,7 @@ def copy_and_hash(src: BinaryIO, dst: BinaryIO, *, progress: Progress | None = N
     readinto = getattr(src, "readinto", None)
 
     def writer() -> None:
-        behind = _WriteBehind(dst.fileno(), write_behind) if write_behind else None
+        behind = WriteBehind(dst.fileno(), write_behind) if write_behind else None
         pipe = _SplicePipe.open(dst.fileno()) if splice else None
         try:
             while True:
@@ -197,21 +197,23 @@ SYNC_FILE_RANGE_WRITE = 2
 """Linux ``sync_file_range`` flag: start writing the dirty pages of a range, do not wait."""
 
 
-class _WriteBehind:
+class WriteBehind:
     """Starts the write-back of each full window of a file being written, without waiting.
 
-    Only a hint to the kernel: it changes when bytes reach the disk, never which
-    bytes, and durability still comes from the caller's fsync. So any refusal
-    (another OS, a pipe, a filesystem without it) just turns it off.
+    The file is written in order from offset ``at``; :meth:`wrote` is told each time
+    more bytes are in. Only a hint to the kernel: it changes when bytes reach the disk,
+    never which bytes, and durability still comes from the caller's fsync. So any
+    refusal (another OS, a pipe, a filesystem without it) just turns it off.
     """
 
-    def __init__(self, fd: int, window: int) -> None:
+    def __init__(self, fd: int, window: int, *, at: int = 0) -> None:
         self.fd = fd
         self.window = window
-        self.start = 0
-        self.end = 0
+        self.start = at
+        self.end = at
 
     def wrote(self, n: int) -> None:
+        """Record ``n`` more bytes written; start the write-back of a window once full."""
         self.end += n
         if self.end - self.start < self.window:
             return
