@@ -42,20 +42,29 @@ import hashlib
 import json
 import os
 import platform
-import shutil
 import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-MiB = 1024 * 1024
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _services import (  # noqa: E402 - a sibling module of this script
+    MiB,
+    drop_bucket,
+    drop_database,
+    new_bucket,
+    new_database,
+    random_file,
+    rmtree,
+    s3_client,
+)
+
 GOAL = 0.8
 
 
@@ -97,29 +106,15 @@ class Setup:
     """Database, bucket, versions, two servers."""
 
     def __init__(self, args: argparse.Namespace) -> None:
-        import boto3
-        from botocore.config import Config
-        from sqlalchemy import create_engine, text
-        from sqlalchemy.engine import make_url
-
         from sentenialx.hub.config import write_config
         from sentenialx.hub.hub import Hub
 
         self.endpoint = os.environ["SENTENIALX_TEST_S3_ENDPOINT"]
-        admin = os.environ["SENTENIALX_TEST_PG_URL"].replace("postgresql://",
-                                                             "postgresql+psycopg://", 1)
-        self.admin = create_engine(admin, isolation_level="AUTOCOMMIT")
-        self.db = f"sx_load_{uuid.uuid4().hex[:12]}"
-        with self.admin.connect() as c:
-            c.execute(text(f'CREATE DATABASE "{self.db}"'))
-        self.s3 = boto3.client("s3", endpoint_url=self.endpoint,
-                               config=Config(s3={"addressing_style": "path"},
-                                             max_pool_connections=args.pullers + 8))
-        self.bucket = f"sx-load-{uuid.uuid4().hex[:12]}"
-        self.s3.create_bucket(Bucket=self.bucket)
+        self.admin, self.db, pg_url = new_database("sx_load")
+        self.s3 = s3_client(max_pool_connections=args.pullers + 8)
+        self.bucket = new_bucket(self.s3, "sx-load")
         self.work = Path(tempfile.mkdtemp(prefix=".bench-load-", dir=REPO))
         self.procs: list[subprocess.Popen[bytes]] = []
-        pg_url = make_url(admin).set(database=self.db).render_as_string(hide_password=False)
         store = f"s3://{self.bucket}/hub"
         folders = []
         for name in ("a", "b", "setup"):
@@ -129,10 +124,7 @@ class Setup:
         self.versions: list[dict[str, Any]] = []
         size = args.size * MiB
         for i in range(args.versions):
-            src = self.work / f"w{i}.bin"
-            with open(src, "wb") as f:
-                for _ in range(args.size):
-                    f.write(os.urandom(MiB))
+            src = random_file(self.work / f"w{i}.bin", size)
             info = self.hub.register("load", src, version=f"1.0.{i}", actor="bench")
             e = info.files[0]
             assert e.size == size
@@ -168,7 +160,6 @@ class Setup:
                 time.sleep(0.1)
 
     def close(self) -> None:
-        from sqlalchemy import text
 
         for p in self.procs:
             if p.poll() is None:
@@ -180,19 +171,10 @@ class Setup:
                     p.wait()
         self.hub.close()
         try:
-            for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket):
-                keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
-                if keys:
-                    self.s3.delete_objects(Bucket=self.bucket, Delete={"Objects": keys})
-            for u in self.s3.list_multipart_uploads(Bucket=self.bucket).get("Uploads", []):
-                self.s3.abort_multipart_upload(Bucket=self.bucket, Key=u["Key"],
-                                               UploadId=u["UploadId"])
-            self.s3.delete_bucket(Bucket=self.bucket)
+            drop_bucket(self.s3, self.bucket)
         finally:
-            with self.admin.connect() as c:
-                c.execute(text(f'DROP DATABASE IF EXISTS "{self.db}" WITH (FORCE)'))
-            self.admin.dispose()
-            shutil.rmtree(self.work, ignore_errors=True)
+            drop_database(self.admin, self.db)
+            rmtree(self.work)
 
 
 def boto3_alone(s: Setup, threads: int, rounds: int) -> dict[str, Any]:

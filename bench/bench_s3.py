@@ -41,13 +41,20 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-MiB = 1024 * 1024
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _services import (  # noqa: E402 - a sibling module of this script
+    MiB,
+    drop_bucket,
+    new_bucket,
+    random_file,
+    rmtree,
+    s3_client,
+)
+
 TARGET = 0.95
 
 
@@ -72,25 +79,15 @@ class Run:
     """A fresh bucket, work folder, file and SQLite + S3 hub."""
 
     def __init__(self, size: int, part_size: int | None, concurrency: int | None) -> None:
-        import boto3
-        from botocore.config import Config
-
         from sentenialx.hub.hub import Hub
         from sentenialx.hub.store.s3 import S3Store, Transfer
 
         self.size = size
         self.endpoint = os.environ["SENTENIALX_TEST_S3_ENDPOINT"]
-        # boto3 as a user would make it: its defaults, path addressing for RGW.
-        self.s3 = boto3.client("s3", endpoint_url=self.endpoint,
-                               config=Config(s3={"addressing_style": "path"}))
-        self.bucket = f"sx-bench-{uuid.uuid4().hex[:12]}"
-        self.s3.create_bucket(Bucket=self.bucket)
+        self.s3 = s3_client()
+        self.bucket = new_bucket(self.s3, "sx-bench")
         self.work = Path(tempfile.mkdtemp(prefix=".bench-s3-", dir=REPO))
-        self.file = self.work / "threat_student.onnx"
-        with open(self.file, "wb") as f:
-            for _ in range(size // MiB):
-                f.write(os.urandom(MiB))
-            f.write(os.urandom(size % MiB))
+        self.file = random_file(self.work / "threat_student.onnx", size)
         self.transfer = Transfer.from_env(part_size=part_size, concurrency=concurrency)
         self.store = S3Store(f"s3://{self.bucket}/store", endpoint_url=self.endpoint,
                              transfer=self.transfer)
@@ -107,25 +104,10 @@ class Run:
         self.hub.close()
         self.store.close()
         try:
-            for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket):
-                keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
-                if keys:
-                    self.s3.delete_objects(Bucket=self.bucket, Delete={"Objects": keys})
-            for u in self.s3.list_multipart_uploads(Bucket=self.bucket).get("Uploads", []):
-                self.s3.abort_multipart_upload(Bucket=self.bucket, Key=u["Key"],
-                                               UploadId=u["UploadId"])
-            self.s3.delete_bucket(Bucket=self.bucket)
+            drop_bucket(self.s3, self.bucket)
         finally:
-            _rmtree(self.work)
+            rmtree(self.work)
 
-
-def _rmtree(p: Path) -> None:
-    def onerror(func: Any, path: str, _exc: Any) -> None:
-        os.chmod(os.path.dirname(path), 0o700)
-        os.chmod(path, 0o600)
-        func(path)
-
-    shutil.rmtree(p, onerror=onerror)
 
 
 def contenders(r: Run, rep: int) -> dict[str, Callable[[], Callable[[], None]]]:

@@ -29,18 +29,26 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import statistics
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-MiB = 1024 * 1024
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _services import (  # noqa: E402 - a sibling module of this script
+    MiB,
+    drop_bucket,
+    drop_database,
+    new_bucket,
+    new_database,
+    random_file,
+    rmtree,
+    s3_client,
+)
 
 
 def need(*names: str) -> None:
@@ -65,63 +73,29 @@ class Setup:
     """A fresh database, bucket, work folder and the two hubs."""
 
     def __init__(self, size: int) -> None:
-        import boto3
-        from botocore.config import Config
-        from sqlalchemy import create_engine, text
-        from sqlalchemy.engine import make_url
-
         from sentenialx.hub.hub import Hub
 
         self.size = size
         self.endpoint = os.environ["SENTENIALX_TEST_S3_ENDPOINT"]
-        admin = os.environ["SENTENIALX_TEST_PG_URL"].replace("postgresql://", "postgresql+psycopg://", 1)
-        self.admin = create_engine(admin, isolation_level="AUTOCOMMIT")
-        self.db = f"sx_bench_{uuid.uuid4().hex[:12]}"
-        with self.admin.connect() as c:
-            c.execute(text(f'CREATE DATABASE "{self.db}"'))
-        self.s3 = boto3.client("s3", endpoint_url=self.endpoint,
-                               config=Config(s3={"addressing_style": "path"}))
-        self.bucket = f"sx-bench-{uuid.uuid4().hex[:12]}"
-        self.s3.create_bucket(Bucket=self.bucket)
+        self.admin, self.db, pg_url = new_database("sx_bench")
+        self.s3 = s3_client()
+        self.bucket = new_bucket(self.s3, "sx-bench")
         # On the repository's filesystem, like a real hub folder (not tmpfs).
         self.work = Path(tempfile.mkdtemp(prefix=".bench-scale-", dir=REPO))
-        self.file = self.work / "threat_student.onnx"
-        with open(self.file, "wb") as f:
-            for _ in range(size // MiB):
-                f.write(os.urandom(MiB))
-            f.write(os.urandom(size % MiB))
-        pg_url = make_url(admin).set(database=self.db).render_as_string(hide_password=False)
+        self.file = random_file(self.work / "threat_student.onnx", size)
         self.local = Hub(self.work / "local")
         self.remote = Hub(self.work / "remote", index_url=pg_url, store_url=f"s3://{self.bucket}/hub",
                           s3_endpoint=self.endpoint)
 
     def close(self) -> None:
-        from sqlalchemy import text
-
         for h in (self.local, self.remote):
             h.close()
         try:
-            for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket):
-                keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
-                if keys:
-                    self.s3.delete_objects(Bucket=self.bucket, Delete={"Objects": keys})
-            for u in self.s3.list_multipart_uploads(Bucket=self.bucket).get("Uploads", []):
-                self.s3.abort_multipart_upload(Bucket=self.bucket, Key=u["Key"], UploadId=u["UploadId"])
-            self.s3.delete_bucket(Bucket=self.bucket)
+            drop_bucket(self.s3, self.bucket)
         finally:
-            with self.admin.connect() as c:
-                c.execute(text(f'DROP DATABASE IF EXISTS "{self.db}" WITH (FORCE)'))
-            self.admin.dispose()
-            _rmtree(self.work)
+            drop_database(self.admin, self.db)
+            rmtree(self.work)
 
-
-def _rmtree(p: Path) -> None:
-    def onerror(func: Any, path: str, _exc: Any) -> None:
-        os.chmod(os.path.dirname(path), 0o700)
-        os.chmod(path, 0o600)
-        func(path)
-
-    shutil.rmtree(p, onerror=onerror)
 
 
 def one_rep(s: Setup, rep: int, order: Sequence[str], samples: dict[str, list[float]]) -> None:
