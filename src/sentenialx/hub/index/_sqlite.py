@@ -12,6 +12,7 @@ read lock). Both are configured here and nowhere else.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
@@ -51,9 +52,10 @@ class SqliteTx:
 
     __slots__ = ("_cur",)
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, *, named: bool = True) -> None:
         self._cur = conn.cursor()
-        self._cur.row_factory = _named_row
+        if named:
+            self._cur.row_factory = _named_row
 
     def rows(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Any]:
         """Every row of one statement."""
@@ -147,10 +149,14 @@ class SqliteFile:
 
     # -- transactions ---------------------------------------------------------------
     @contextmanager
-    def transaction(self, *, write: bool) -> Iterator[SqliteTx]:
+    def transaction(self, *, write: bool, lock: bool = False,
+                    named: bool = True) -> Iterator[SqliteTx]:
         """A transaction: ``BEGIN IMMEDIATE`` on the writer, or ``BEGIN`` on the reader.
 
-        Database failures inside become one :class:`StoreUnavailable` line.
+        ``lock`` asks that writers be serialised, which ``BEGIN IMMEDIATE`` already does
+        for every write here. ``named``: rows read by name as well as by position
+        (plain tuples, a little faster, otherwise). Database failures inside become one
+        :class:`StoreUnavailable` line.
         """
         try:
             conn = self.writer() if write else self.reader()
@@ -160,7 +166,7 @@ class SqliteFile:
                 raise
             raise self._unavailable(exc) from None
         try:
-            yield SqliteTx(conn)
+            yield SqliteTx(conn, named=named)
             conn.execute("COMMIT")
         except BaseException as exc:
             if conn.in_transaction:
@@ -199,23 +205,8 @@ class SqliteFile:
     @contextmanager
     def snapshot(self) -> Iterator[Callable[[str, Mapping[str, Any]], list[Any]]]:
         """One read transaction as a ``query(sql, params) -> rows`` (plain tuples)."""
-        try:
-            conn = self.reader()
-            conn.execute("BEGIN")
-        except sqlite3.Error as exc:
-            raise self._unavailable(exc) from None
-
-        def q(sql: str, params: Mapping[str, Any]) -> list[Any]:
-            try:
-                return conn.execute(sql, params).fetchall()
-            except sqlite3.OperationalError as exc:
-                raise self._unavailable(exc) from None
-
-        try:
-            yield q
-        finally:
-            if conn.in_transaction:
-                conn.execute("COMMIT")
+        with self.transaction(write=False, named=False) as tx:
+            yield tx.rows
 
     def scalar(self, sql: str) -> Any:
         """The first column of the first row of one read (None when no row).
@@ -231,8 +222,6 @@ class SqliteFile:
 
     def revision(self) -> str | None:
         """The schema revision recorded in the file, or None (no file, no schema yet)."""
-        import os
-
         if not os.path.isfile(self.path) or os.path.getsize(self.path) == 0:
             return None
         try:

@@ -20,7 +20,7 @@ import json
 import os
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -117,8 +117,9 @@ class SqlIndex:
                 raise StoreUnavailable("index sqlite:///:memory: cannot hold a hub; give a file,"
                                        " e.g. sqlite:///registry.db")
             self._file = SqliteFile(self._sqlite_path, self.unavailable)
+            self._db: SqliteFile | EngineDb = self._file
         else:
-            self._engine_db = self._make_engine_db()
+            self._engine_db = self._db = self._make_engine_db()
         self._ensure_schema()
 
     @property
@@ -197,9 +198,7 @@ class SqlIndex:
         return self._engine_db.engine
 
     def _ensure_schema(self) -> None:
-        db = self._file if self._file is not None else self._engine_db
-        assert db is not None
-        if db.revision() != SCHEMA_HEAD:
+        if self._db.revision() != SCHEMA_HEAD:
             self.migrate()
 
     def migrate(self) -> None:
@@ -265,55 +264,29 @@ class SqlIndex:
             self._engine_db.close()
 
     # -- transactions -----------------------------------------------------------------
-    @contextmanager
-    def read(self) -> Iterator[Tx]:
+    def read(self) -> AbstractContextManager[Tx]:
         """A read transaction."""
-        if self._file is not None:
-            with self._file.transaction(write=False) as tx:
-                yield tx
-            return
-        assert self._engine_db is not None
-        with self._engine_db.transaction(write=False) as etx:
-            yield etx
+        return self._db.transaction(write=False)
 
-    @contextmanager
-    def _side_write(self) -> Iterator[Tx]:
+    def _side_write(self) -> AbstractContextManager[Tx]:
         """A write that records no history: no generation bump (the stat cache, token hints)."""
-        if self._file is not None:
-            with self._file.transaction(write=True) as tx:
-                yield tx
-            return
-        assert self._engine_db is not None
-        with self._engine_db.transaction(write=True) as etx:
-            yield etx
+        return self._db.transaction(write=True)
 
     @contextmanager
     def write(self) -> Iterator[Tx]:
         """A write transaction that holds the hub_state row and bumps the generation."""
-        if self._file is not None:
-            with self._file.transaction(write=True) as tx:
-                tx.run(_BUMP, {"now": utcnow()})
-                yield tx
-            return
-        assert self._engine_db is not None
-        with self._engine_db.transaction(write=True, lock=True) as etx:
-            etx.run(_BUMP, {"now": utcnow()})
-            yield etx
+        with self._db.transaction(write=True, lock=True) as tx:
+            tx.run(_BUMP, {"now": utcnow()})
+            yield tx
 
     def generation(self) -> int:
         """The hub's change counter; cheap enough to call on every resolve."""
         # One statement outside a transaction: a single row is read atomically anyway.
-        db = self._file if self._file is not None else self._engine_db
-        assert db is not None
-        return int(db.scalar("SELECT generation FROM hub_state WHERE id = 1") or 0)
+        return int(self._db.scalar("SELECT generation FROM hub_state WHERE id = 1") or 0)
 
-    @contextmanager
-    def snapshot(self) -> Iterator[lookup.Query]:
+    def snapshot(self) -> AbstractContextManager[lookup.Query]:
         """A read transaction as a :data:`lookup.Query`: one consistent view of the index."""
-        db = self._file if self._file is not None else self._engine_db
-        assert db is not None
-        with db.snapshot() as q:
-            yield q
+        return self._db.snapshot()
 
     def state(self) -> dict[str, Any]:
         """Generation, last update time and the hub's id."""
